@@ -1,0 +1,55 @@
+"""Compatibility shims for the pinned OpenMMLab stack on current numpy / torch.
+
+Applied once when the plugin is imported. Each shim names the upstream bug it works
+around; delete it when the pinned version carries the fix.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import torch
+
+_applied = False
+
+
+def _restore_np_long() -> None:
+    # mmdet3d 1.4.0, datasets/transforms/dbsampler.py (DataBaseSampler.sample_all) builds
+    # an index array with dtype=np.long, an alias numpy removed in 1.24; ObjectSample (GT
+    # sampling) then fails with AttributeError. Fixed upstream on mmdet3d's dev-1.x branch.
+    if 'long' not in np.__dict__:
+        np.long = np.int64
+
+
+class _TorchWithTrustedCheckpoints(types.ModuleType):
+    """torch, except that ``load`` defaults to ``weights_only=False``."""
+
+    def __init__(self):
+        super().__init__('torch')
+
+    def __getattr__(self, name):
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(*args, **kwargs):
+        kwargs.setdefault('weights_only', False)
+        return torch.load(*args, **kwargs)
+
+
+def _trust_mmengine_checkpoints() -> None:
+    # mmengine 0.10.7, runner/checkpoint.py calls torch.load(...) without weights_only;
+    # torch >= 2.6 defaults to weights_only=True, and mmengine checkpoints hold pickled
+    # objects (message hub, config, numpy scalars), so load_from / --resume fail with
+    # UnpicklingError. Scoped to mmengine's checkpoint module:
+    # torch.load elsewhere keeps its safe default.
+    from mmengine.runner import checkpoint
+    if not isinstance(checkpoint.torch, _TorchWithTrustedCheckpoints):
+        checkpoint.torch = _TorchWithTrustedCheckpoints()
+
+
+def apply_compat_shims() -> None:
+    global _applied
+    if not _applied:
+        _restore_np_long()
+        _trust_mmengine_checkpoints()
+        _applied = True

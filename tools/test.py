@@ -1,0 +1,31 @@
+"""Evaluate a checkpoint with mmengine's Runner and the ConceptMiner3D plugin loaded.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+"""
+import argparse
+
+import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
+from conceptminer3d.launch import DictAction, load_run_config
+from mmengine.runner import Runner
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description='Test (evaluate) a 3D detector')
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('--work-dir')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    cfg = load_run_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    cfg.load_from = args.checkpoint
+    Runner.from_cfg(cfg).test()
+
+
+if __name__ == '__main__':
+    main()

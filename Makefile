@@ -27,7 +27,12 @@ $(SETUP_STAMP):
 $(DATA)/nuscenes_infos_val.pkl: | $(SETUP_STAMP)
 	$(PY) tools/make_toy_nuscenes.py --out $(DATA) --overwrite
 
+TOY_MODELS := data/toy_models# configs/mining/toy.py's toy_models
+
 demo: setup $(DATA)/nuscenes_infos_val.pkl
+	$(PY) tools/make_toy_models.py --out $(TOY_MODELS)
+	$(PY) tools/mine.py configs/mining/toy.py --data-root $(DATA) --ann-file nuscenes_infos_train.pkl \
+		--work-dir $(WORK)/mining_toy
 	$(PY) tools/train.py configs/centerpoint_pillar_toy.py --work-dir $(WORK)/centerpoint_pillar_toy
 
 test: setup

@@ -1,0 +1,40 @@
+# Mining with the real models (the research prototype's defaults, all 6 cameras).
+# Models are given by name or local path; see README "Models offline" for where to put them.
+cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
+frames = dict(type='InfoPickleFrames', cameras=cameras,
+              data_prefix={cam: f'samples/{cam}' for cam in cameras})
+frame_batch_size = 16  # images per detection batch (and per cache shard)
+num_threads = None  # torch intra-op threads; None = all cores (restored after YOLO lowers it)
+
+detector = dict(type='YoloDetector', model='yolov8l.pt', conf=0.3, iou=0.45, max_det=100, imgsz=640,
+                batch_size=16, device='cpu')
+crops = dict(
+    padding=0.05,  # of the box size, per side
+    min_size=8,  # pixels; smaller crops are counted in the manifest and not embedded
+    yolo_classes=None)  # early class filter (list of YOLO class names); None keeps all
+embedder = dict(type='OpenClipEmbedder', model_name='ViT-B-32', pretrained='laion2b_s34b_b79k', batch_size=64,
+                device='cpu')
+outliers = dict(
+    contamination=0.1,  # in (0, 0.5]
+    combine='union',  # or 'vote' (majority of the methods)
+    per_class=False,  # fit one model per YOLO class instead of one for all crops
+    min_crops=10,
+    methods=[
+        dict(name='iforest', type='IsolationForestOutliers', n_estimators=100, random_state=42),
+        dict(name='lof', type='LocalOutlierFactorOutliers', n_neighbors=20),
+        dict(name='knn', type='KnnDistanceOutliers', n_neighbors=10),
+    ])
+# Which crops get a caption: the outliers, plus YOLO (COCO) classes that hint at targets.
+caption_selection = dict(outliers=True, yolo_classes=['truck', 'bus', 'motorcycle', 'bicycle', 'train'])
+captioner = dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', max_new_tokens=64, batch_size=8,
+                 device='cpu')
+# captioner = dict(type='BlipCaptioner', model='Salesforce/blip-image-captioning-large', batch_size=16)
+concepts = dict(
+    vocabulary=dict(
+        concepts=['car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier', 'motorcycle', 'bicycle',
+                  'pedestrian', 'traffic_cone', 'traffic_light', 'traffic_sign'],
+        target=['construction_vehicle', 'bicycle', 'motorcycle', 'trailer', 'truck'],
+        common=['car', 'pedestrian', 'traffic_light', 'traffic_sign'],
+        prompt_template='a photo of a {}'),
+    weight_text='adaptive',  # or a fixed number in [0, 1]
+    top_k=5)

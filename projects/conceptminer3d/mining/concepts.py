@@ -1,0 +1,86 @@
+"""Stage 6: score captioned crops against a concept vocabulary and group them.
+
+score(crop, c) = (1 - w) · cos(image, c) + w · cos(caption, c)
+
+with a fixed text weight w, or the research prototype's adaptive weight that trusts the
+caption more when it agrees with the image:
+    q = clip((cos(image, caption) + 0.2) / 0.7, 0, 1),   w = clip(0.2 + 0.6 · q, 0.1, 0.8)
+Groups: Target (top concept in the target list), Rare (top concept not in the common
+list), Common (otherwise). Everything here is a pure function of arrays.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+
+from .contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET
+
+NUSCENES_CLASSES = ('car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier', 'motorcycle',
+                    'bicycle', 'pedestrian', 'traffic_cone')
+DEFAULT_VOCABULARY = NUSCENES_CLASSES + ('traffic_light', 'traffic_sign')
+DEFAULT_TARGET = ('construction_vehicle', 'bicycle', 'motorcycle', 'trailer', 'truck')
+DEFAULT_COMMON = ('car', 'pedestrian', 'traffic_light', 'traffic_sign')
+TextWeight = Union[float, str]
+
+
+@dataclass(frozen=True)
+class ConceptVocabulary:
+    concepts: Tuple[str, ...] = DEFAULT_VOCABULARY
+    target: Tuple[str, ...] = DEFAULT_TARGET
+    common: Tuple[str, ...] = DEFAULT_COMMON
+    prompt_template: str = 'a photo of a {}'
+
+    def __post_init__(self):
+        object.__setattr__(self, 'concepts', tuple(self.concepts))
+        object.__setattr__(self, 'target', tuple(self.target))
+        object.__setattr__(self, 'common', tuple(self.common))
+        if not self.concepts:
+            raise ValueError('the concept vocabulary is empty')
+        if len(set(self.concepts)) != len(self.concepts):
+            raise ValueError('the concept vocabulary has duplicates')
+        unknown = sorted((set(self.target) | set(self.common)) - set(self.concepts))
+        if unknown:
+            raise ValueError(f'target/common concepts not in the vocabulary: {unknown}')
+        if '{}' not in self.prompt_template:
+            raise ValueError("prompt_template needs a '{}' for the concept name")
+
+    def prompts(self) -> list:
+        return [self.prompt_template.format(c.replace('_', ' ')) for c in self.concepts]
+
+
+def adaptive_text_weight(image_caption_cos: np.ndarray) -> np.ndarray:
+    quality = np.clip((image_caption_cos + 0.2) / 0.7, 0.0, 1.0)
+    return np.clip(0.2 + 0.6 * quality, 0.1, 0.8)
+
+
+def score_concepts(image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: np.ndarray,
+                   weight_text: TextWeight = 'adaptive') -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Returns (scores (n, c), text weight per crop (n,), cos(image, caption) (n,)).
+
+    All embeddings must be L2-normalised, so dot products are cosines."""
+    if image_emb.shape != caption_emb.shape:
+        raise ValueError(f'image and caption embeddings differ in shape: {image_emb.shape} vs {caption_emb.shape}')
+    image_caption_cos = np.einsum('nd,nd->n', image_emb, caption_emb)
+    if weight_text == 'adaptive':
+        w = adaptive_text_weight(image_caption_cos)
+    elif isinstance(weight_text, (int, float)) and 0.0 <= weight_text <= 1.0:
+        w = np.full(len(image_emb), float(weight_text))
+    else:
+        raise ValueError(f"weight_text must be 'adaptive' or a number in [0, 1], got {weight_text!r}")
+    scores = (1.0 - w)[:, None] * (image_emb @ concept_emb.T) + w[:, None] * (caption_emb @ concept_emb.T)
+    return scores.astype(np.float32), w.astype(np.float32), image_caption_cos.astype(np.float32)
+
+
+def top_k(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k best concepts per row, best first (ties: lower index)."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+    return order, np.take_along_axis(scores, order, axis=1)
+
+
+def assign_groups(top_concepts: Sequence[str], vocabulary: ConceptVocabulary) -> list:
+    target, common = set(vocabulary.target), set(vocabulary.common)
+    return [GROUP_TARGET if c in target else GROUP_RARE if c not in common else GROUP_COMMON
+            for c in top_concepts]

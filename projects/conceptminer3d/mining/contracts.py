@@ -1,0 +1,120 @@
+"""The mining pipeline's data contract: every table it writes, defined once.
+
+All tables are Parquet files in the work dir. Rows are keyed by sample token + camera
+(+ crop index), never by file name, so shards from several processes merge
+deterministically (sort by the key columns).
+
+frames.parquet      one row per (sample, camera) that was asked for
+crops.parquet       one row per embedded crop; row i ↔ embeddings.npy[i]
+captions.parquet    one row per captioned crop
+concepts.parquet    one row per captioned crop: its concept scores and group
+embeddings.npy      float32 (len(crops), d), L2-normalised CLIP image embeddings
+manifest.json       config, versions, counts, skips, per-stage time and throughput
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Iterable, List
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FRAMES_FILE = 'frames.parquet'
+CROPS_FILE = 'crops.parquet'
+CAPTIONS_FILE = 'captions.parquet'
+CONCEPTS_FILE = 'concepts.parquet'
+EMBEDDINGS_FILE = 'embeddings.npy'
+MANIFEST_FILE = 'manifest.json'
+
+FRAME_STATUS_OK, FRAME_STATUS_MISSING, FRAME_STATUS_CORRUPT = 'ok', 'missing', 'corrupt'
+GROUP_TARGET, GROUP_RARE, GROUP_COMMON = 'Target', 'Rare', 'Common'
+
+FRAME_SCHEMA = pa.schema([
+    ('frame_id', pa.string()),  # '<sample_token>/<camera>'
+    ('sample_token', pa.string()),
+    ('scene_token', pa.string()),  # '' when the devkit tables are not available
+    ('sample_idx', pa.int64()),  # position in the info pickle's data_list
+    ('camera', pa.string()),
+    ('img_path', pa.string()),  # as resolved: data_root/data_prefix[camera]/img_path
+    ('timestamp', pa.int64()),
+    ('width', pa.int32()),
+    ('height', pa.int32()),
+    ('status', pa.string()),  # ok | missing | corrupt
+    ('num_detections', pa.int32()),
+    ('num_filtered', pa.int32()),  # detections dropped by the optional YOLO class filter
+    ('num_too_small', pa.int32()),  # padded crops under crops.min_size pixels: not embedded
+    ('num_crops', pa.int32()),  # detections that were embedded
+])
+
+CROP_SCHEMA = pa.schema([
+    ('crop_id', pa.string()),  # '<sample_token>/<camera>/<crop_index>'
+    ('sample_token', pa.string()),
+    ('scene_token', pa.string()),
+    ('camera', pa.string()),
+    ('crop_index', pa.int32()),  # index among the frame's detections, by descending score
+    ('x1', pa.float32()), ('y1', pa.float32()), ('x2', pa.float32()), ('y2', pa.float32()),  # detector box
+    ('crop_x1', pa.int32()), ('crop_y1', pa.int32()), ('crop_x2', pa.int32()), ('crop_y2', pa.int32()),
+    ('yolo_label', pa.int32()),
+    ('yolo_class', pa.string()),
+    ('yolo_conf', pa.float32()),
+])
+# Added by the outlier stage: 'outlier_score_<method>' (higher = more unusual) and
+# 'is_outlier_<method>' per method, 'is_outlier' (combined) and 'caption_selected'.
+
+CAPTION_SCHEMA = pa.schema([
+    ('crop_id', pa.string()),
+    ('caption', pa.string()),  # verbatim model output
+])
+
+CONCEPT_SCHEMA = pa.schema([
+    ('crop_id', pa.string()),
+    ('sample_token', pa.string()),
+    ('scene_token', pa.string()),
+    ('camera', pa.string()),
+    ('crop_index', pa.int32()),
+    ('top_concepts', pa.list_(pa.string())),
+    ('top_scores', pa.list_(pa.float32())),
+    ('top_concept', pa.string()),
+    ('top_score', pa.float32()),
+    ('text_weight', pa.float32()),  # w used for this crop
+    ('image_caption_cos', pa.float32()),
+    ('group', pa.string()),  # Target | Rare | Common
+])
+
+
+def frame_id(sample_token: str, camera: str) -> str:
+    return f'{sample_token}/{camera}'
+
+
+def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
+    return f'{sample_token}/{camera}/{crop_index}'
+
+
+def rows_to_table(rows: List[Dict], schema: pa.Schema) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+
+
+def write_table_atomic(table: pa.Table, path: str) -> None:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def write_npy_atomic(array: np.ndarray, path: str) -> None:
+    tmp = f'{path}.tmp-{os.getpid()}.npy'
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+    os.replace(tmp, path)
+
+
+def concat_tables(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()

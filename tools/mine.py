@@ -1,0 +1,35 @@
+"""Mine an info pickle: frames → 2D boxes → crops → CLIP embeddings → outliers → captions →
+concept groups. Writes frames/crops/captions/concepts.parquet, embeddings.npy and
+manifest.json under --work-dir; re-runs reuse cached stages and resume killed runs.
+
+    python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--cfg-options k=v ...]
+"""
+import argparse
+import json
+import logging
+
+from conceptminer3d.launch import DictAction
+from conceptminer3d.mining import run_mining
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='mining config, e.g. configs/mining/default.py')
+    p.add_argument('--data-root', required=True, help='dataset root (holds samples/ and the v1.0-* tables)')
+    p.add_argument('--ann-file', required=True, help='v2 info pickle (absolute, or relative to --data-root)')
+    p.add_argument('--work-dir', required=True, help='where the tables, cache and manifest go')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    return p.parse_args()
+
+
+def main():
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    manifest = run_mining(args.config, args.data_root, args.ann_file, args.work_dir,
+                          cfg_options=args.cfg_options, progress=not args.no_progress)
+    print(json.dumps(dict(counts=manifest['counts'], skips=manifest['skips'], stages=manifest['stages']), indent=1))
+
+
+if __name__ == '__main__':
+    main()

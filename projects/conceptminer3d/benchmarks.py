@@ -1,0 +1,138 @@
+"""Synthetic-data benchmarks of the mining stages (called by ``tools/benchmark_mining.py``).
+
+The data stand in for CLIP crop embeddings: L2-normalised vectors that concentrate on a few
+clusters in a low-dimensional subspace (common object types seen from many viewpoints),
+plus a planted fraction of outliers (rare objects) that lie away from every cluster.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+__all__ = ['make_synthetic_embeddings', 'run_outlier_benchmark']
+
+_GENERATION_BLOCK = 65536  # rows generated at a time, to keep float32 temporaries small
+
+
+def make_synthetic_embeddings(n_samples: int,
+                              dim: int = 512,
+                              outlier_fraction: float = 0.05,
+                              n_clusters: int = 8,
+                              intrinsic_dim: int = 16,
+                              cluster_spread: float = 0.35,
+                              noise: float = 0.15,
+                              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalised float32 embeddings with planted outliers.
+
+    Inliers are Gaussian clusters (unit-variance centres, ``cluster_spread`` spread) in a
+    random ``intrinsic_dim``-dimensional subspace, plus isotropic noise of total norm
+    about ``noise``. Outliers are drawn from a much wider Gaussian in the same subspace
+    (landing between or beyond the clusters) with twice the off-subspace noise, so they are
+    unusual in the subspace, not merely trivially far in the ambient space.
+
+    Returns:
+        ``(X, is_outlier)``: ``X`` of shape (n_samples, dim), float32, unit rows;
+        ``is_outlier`` boolean of shape (n_samples,) with ``round(outlier_fraction * n)``
+        planted outliers at random positions.
+    """
+    if not 0 <= outlier_fraction < 1:
+        raise ValueError(f'outlier_fraction must be in [0, 1), got {outlier_fraction!r}')
+    if intrinsic_dim > dim:
+        raise ValueError(f'intrinsic_dim ({intrinsic_dim}) exceeds dim ({dim})')
+    rng = np.random.default_rng(seed)
+    basis, _ = np.linalg.qr(rng.standard_normal((dim, intrinsic_dim)))
+    basis = basis.T.astype(np.float32)  # (intrinsic_dim, dim), orthonormal rows
+    centres = rng.standard_normal((n_clusters, intrinsic_dim)).astype(np.float32)
+    cluster_weights = rng.dirichlet(np.full(n_clusters, 2.0))
+
+    is_outlier = np.zeros(n_samples, dtype=bool)
+    n_outliers = int(round(outlier_fraction * n_samples))
+    is_outlier[rng.choice(n_samples, n_outliers, replace=False)] = True
+
+    X = np.empty((n_samples, dim), dtype=np.float32)
+    noise_scale = np.float32(noise / np.sqrt(dim))
+    for start in range(0, n_samples, _GENERATION_BLOCK):
+        stop = min(start + _GENERATION_BLOCK, n_samples)
+        block_outliers = is_outlier[start:stop]
+        labels = rng.choice(n_clusters, stop - start, p=cluster_weights)
+        latent = centres[labels] + np.float32(cluster_spread) * rng.standard_normal(
+            (stop - start, intrinsic_dim), dtype=np.float32)
+        latent[block_outliers] = np.float32(2.5) * rng.standard_normal(
+            (block_outliers.sum(), intrinsic_dim), dtype=np.float32)
+        block = latent @ basis
+        block_noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
+        block_noise *= noise_scale
+        block_noise[block_outliers] *= 2
+        block += block_noise
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        X[start:stop] = block
+    return X, is_outlier
+
+
+def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
+                          dim: int = 512,
+                          seed: int = 0,
+                          contamination: float = 0.1,
+                          outlier_fraction: float = 0.05,
+                          detectors=None,
+                          verbose: bool = False) -> list[dict]:
+    """Time the outlier detectors on synthetic embeddings and measure their recall.
+
+    For every size, one data set is generated (not timed) and each detector runs
+    ``fit_predict`` on it: fitting plus scoring and flagging every crop, which is what the
+    mining pipeline does.
+
+    Args:
+        sizes: numbers of crops to benchmark.
+        dim: embedding size.
+        seed: seed of the synthetic data.
+        contamination: ``contamination`` of every detector (fraction flagged).
+        outlier_fraction: fraction of planted outliers; keep it below ``contamination``
+            so that a perfect detector reaches recall 1.
+        detectors: detector configs (``dict(type=...)``, built from ``OUTLIER_DETECTORS``)
+            to run; defaults to the three detectors with their default arguments.
+        verbose: print each row as it is measured.
+
+    Returns:
+        One dict per (size, detector): ``n``, ``dim``, ``detector``, ``seconds`` (wall
+        clock), ``cpu_seconds`` (all threads of this process; shows how much of the wall
+        time other load on the machine took), ``crops_per_s``, ``recall`` (planted
+        outliers flagged), ``precision`` (flagged crops that are planted outliers) and
+        ``n_flagged``.
+    """
+    from conceptminer3d.mining import outliers  # noqa: F401  (registers the detectors)
+    from conceptminer3d.registry import OUTLIER_DETECTORS
+
+    if detectors is None:
+        detectors = [dict(type='IsolationForestOutliers'),
+                     dict(type='LocalOutlierFactorOutliers'),
+                     dict(type='KnnDistanceOutliers')]
+    rows = []
+    for n_samples in sizes:
+        X, is_outlier = make_synthetic_embeddings(
+            n_samples, dim=dim, outlier_fraction=outlier_fraction, seed=seed)
+        for config in detectors:
+            detector = OUTLIER_DETECTORS.build(dict(config, contamination=contamination))
+            start, cpu_start = time.perf_counter(), time.process_time()
+            flagged = detector.fit_predict(X) == -1
+            seconds = time.perf_counter() - start
+            cpu_seconds = time.process_time() - cpu_start
+            n_flagged = int(flagged.sum())
+            n_true = int((flagged & is_outlier).sum())
+            row = dict(
+                n=n_samples,
+                dim=dim,
+                detector=config['type'],
+                seconds=round(seconds, 3),
+                cpu_seconds=round(cpu_seconds, 3),
+                crops_per_s=round(n_samples / seconds, 1),
+                recall=round(n_true / max(int(is_outlier.sum()), 1), 4),
+                precision=round(n_true / max(n_flagged, 1), 4),
+                n_flagged=n_flagged,
+            )
+            rows.append(row)
+            if verbose:
+                print(row, flush=True)
+        del X
+    return rows

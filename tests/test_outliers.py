@@ -1,0 +1,182 @@
+"""Outlier detectors of the mining stage (conceptminer3d/mining/outliers.py)."""
+import numpy as np
+import pytest
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+
+from conceptminer3d.benchmarks import make_synthetic_embeddings, run_outlier_benchmark
+from conceptminer3d.mining.outliers import (IsolationForestOutliers, KnnDistanceOutliers,
+                                            LocalOutlierFactorOutliers, combine_outlier_flags)
+from conceptminer3d.registry import OUTLIER_DETECTORS
+
+DETECTORS = [IsolationForestOutliers, LocalOutlierFactorOutliers, KnnDistanceOutliers]
+
+
+@pytest.fixture(scope='module')
+def planted():
+    """Clustered unit embeddings with 5% planted outliers."""
+    return make_synthetic_embeddings(3000, dim=128, outlier_fraction=0.05, seed=1)
+
+
+def unit_rows(n, dim, seed=0):
+    X = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+def test_planted_outliers_are_found(detector_cls, planted):
+    X, is_outlier = planted
+    flagged = detector_cls(contamination=0.1).fit_predict(X) == -1
+    recall = (flagged & is_outlier).sum() / is_outlier.sum()
+    assert recall >= 0.75, f'{detector_cls.__name__} recall {recall:.3f}'
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+@pytest.mark.parametrize('n_samples,contamination', [(1000, 0.1), (1234, 0.07), (25, 0.1)])
+def test_flagged_fraction_matches_contamination(detector_cls, n_samples, contamination, planted):
+    X = planted[0][:n_samples]
+    # Half-up rounding: 0.07 * 1234 = 86.38 -> 86, 0.1 * 25 = 2.5 -> 3.
+    expected = int(np.floor(contamination * n_samples + 0.5))
+    detector = detector_cls(contamination=contamination)
+    labels = detector.fit_predict(X)
+    assert set(np.unique(labels)) <= {-1, 1}
+    assert (labels == -1).sum() == expected
+    # predict() on the fit data recomputes the scores and must agree exactly.
+    np.testing.assert_array_equal(detector.predict(X), labels)
+    np.testing.assert_array_equal(detector.score_samples(X), detector.fit_scores_)
+    assert ((detector.decision_function(X) < 0) == (labels == -1)).all()
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+@pytest.mark.parametrize('contamination', [0, 0.0, 0.6, -0.1, 'auto', None, True])
+def test_invalid_contamination_raises(detector_cls, contamination):
+    with pytest.raises(ValueError, match='contamination'):
+        detector_cls(contamination=contamination)
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+def test_invalid_fit_data_raises(detector_cls):
+    detector = detector_cls()
+    with pytest.raises(ValueError, match='at least 2 samples'):
+        detector.fit(unit_rows(1, 8))
+    X = unit_rows(50, 8)
+    X[7, 3] = np.nan
+    with pytest.raises(ValueError, match='NaN'):
+        detector.fit(X)
+    with pytest.raises(ValueError, match='2-D'):
+        detector.fit(np.zeros(10))
+    fitted = detector_cls().fit(unit_rows(50, 8))
+    with pytest.raises(ValueError, match='features'):
+        fitted.predict(unit_rows(5, 9))
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+def test_same_seed_gives_same_flags(detector_cls, planted):
+    X = planted[0][:1500]
+    # A reference smaller than the data, so that the random subsample matters.
+    kwargs = {} if detector_cls is IsolationForestOutliers else dict(n_reference=400)
+    first = detector_cls(random_state=3, **kwargs).fit(X)
+    second = detector_cls(random_state=3, **kwargs).fit(X)
+    np.testing.assert_array_equal(first.fit_scores_, second.fit_scores_)
+    np.testing.assert_array_equal(first.predict(X), second.predict(X))
+    other_seed = detector_cls(random_state=4, **kwargs).fit(X)
+    assert not np.array_equal(first.fit_scores_, other_seed.fit_scores_)
+
+
+@pytest.mark.parametrize('n_components', [None, 32])
+def test_small_data_lof_equals_sklearn(n_components):
+    # 500 points <= n_reference: every point is a reference point, scored leave-one-out;
+    # 16-d data is not reduced by a 32-component PCA, so this is the exact method.
+    X = unit_rows(497, 16, seed=5)
+    X[:25] *= 0.5  # a few points off the sphere, to have real outliers
+    X = np.concatenate([X, X[100:103]])  # duplicates are left out one copy at a time
+    ours = LocalOutlierFactorOutliers(n_neighbors=20, n_components=n_components).fit(X)
+    reference = LocalOutlierFactor(n_neighbors=20, contamination=0.1).fit(X)
+    np.testing.assert_allclose(ours.fit_scores_, reference.negative_outlier_factor_,
+                               rtol=1e-5)
+    np.testing.assert_array_equal(ours.fit_predict(X), reference.fit_predict(X))
+
+
+def test_small_data_knn_distance_equals_exact():
+    X = unit_rows(400, 12, seed=6)
+    distances, _ = NearestNeighbors(n_neighbors=7).fit(X).kneighbors()  # leave-one-out
+    mean_knn = KnnDistanceOutliers(n_neighbors=7).fit(X)
+    np.testing.assert_allclose(-mean_knn.fit_scores_, distances.mean(axis=1), rtol=1e-5)
+    kth_knn = KnnDistanceOutliers(n_neighbors=7, aggregation='kth').fit(X)
+    np.testing.assert_allclose(-kth_knn.fit_scores_, distances[:, -1], rtol=1e-5)
+
+
+def test_reference_subsample_scores_new_points_against_reference(planted):
+    X = planted[0]
+    detector = KnnDistanceOutliers(n_neighbors=5, n_reference=500, n_components=None).fit(X)
+    assert detector.reference_indices_.shape == (500,)
+    reference = X[detector.reference_indices_]
+    new_points = unit_rows(20, X.shape[1], seed=7)
+    distances, _ = NearestNeighbors(n_neighbors=5).fit(reference).kneighbors(new_points)
+    np.testing.assert_allclose(-detector.score_samples(new_points), distances.mean(axis=1),
+                               rtol=1e-4)
+
+
+def test_pca_reduction_keeps_planted_structure(planted):
+    X, is_outlier = planted
+    exact = KnnDistanceOutliers(n_components=None).fit(X).fit_scores_
+    reduced = KnnDistanceOutliers(n_components=32).fit(X).fit_scores_
+    # The 16-d cluster structure survives a 32-axis PCA: scores rank alike.
+    assert np.corrcoef(np.argsort(np.argsort(exact)), np.argsort(np.argsort(reduced)))[0, 1] > 0.9
+
+
+def test_combine_union_and_vote():
+    flags = {
+        'isolation_forest': np.array([True, False, False, True, False]),
+        'lof': np.array([True, True, False, False, False]),
+        'knn': np.array([1, 1, 1, -1, 1]),  # predict() labels: -1 = outlier
+    }
+    np.testing.assert_array_equal(combine_outlier_flags(flags),
+                                  [True, True, False, True, False])
+    np.testing.assert_array_equal(combine_outlier_flags(flags, rule='vote'),
+                                  [True, False, False, True, False])
+    np.testing.assert_array_equal(combine_outlier_flags(flags, rule='vote', min_votes=3),
+                                  [False, False, False, False, False])
+    np.testing.assert_array_equal(combine_outlier_flags(flags, rule='vote', min_votes=1),
+                                  combine_outlier_flags(flags, rule='union'))
+    # Two detectors: the majority is both.
+    two = {'a': np.array([True, True, False]), 'b': np.array([True, False, False])}
+    np.testing.assert_array_equal(combine_outlier_flags(two, rule='vote'), [True, False, False])
+
+
+def test_combine_rejects_bad_input():
+    flags = {'a': np.array([True, False]), 'b': np.array([False, False])}
+    with pytest.raises(ValueError, match='rule'):
+        combine_outlier_flags(flags, rule='intersection')
+    with pytest.raises(ValueError, match='same samples'):
+        combine_outlier_flags({'a': np.array([True]), 'b': np.array([True, False])})
+    with pytest.raises(ValueError, match='min_votes'):
+        combine_outlier_flags(flags, rule='vote', min_votes=3)
+    with pytest.raises(ValueError, match='min_votes'):
+        combine_outlier_flags(flags, rule='union', min_votes=1)
+    with pytest.raises(ValueError, match='boolean mask'):
+        combine_outlier_flags({'a': np.array([0, 1])})
+    with pytest.raises(ValueError, match='no detector'):
+        combine_outlier_flags({})
+
+
+@pytest.mark.parametrize('detector_cls', DETECTORS)
+def test_registry_build(detector_cls):
+    detector = OUTLIER_DETECTORS.build(dict(type=detector_cls.__name__, contamination=0.1))
+    assert isinstance(detector, detector_cls)
+    assert detector.contamination == 0.1
+    with pytest.raises(ValueError, match='contamination'):
+        OUTLIER_DETECTORS.build(dict(type=detector_cls.__name__, contamination=0.6))
+
+
+def test_registry_build_knn_from_brief():
+    detector = OUTLIER_DETECTORS.build(dict(type='KnnDistanceOutliers', contamination=0.1))
+    assert isinstance(detector, KnnDistanceOutliers)
+
+
+def test_benchmark_rows():
+    rows = run_outlier_benchmark(sizes=(1500,), dim=64, contamination=0.1)
+    assert [row['detector'] for row in rows] == [cls.__name__ for cls in DETECTORS]
+    for row in rows:
+        assert row['n'] == 1500 and row['dim'] == 64 and row['n_flagged'] == 150
+        assert row['seconds'] > 0 and row['crops_per_s'] > 0
+        assert 0.5 <= row['recall'] <= 1

@@ -38,3 +38,6 @@ concepts = dict(
         prompt_template='a photo of a {}'),
     weight_text='adaptive',  # or a fixed number in [0, 1]
     top_k=5)
+# Last stage: "Random 10% + Target 10%" subsets of the mined train pickle (under WORK_DIR/subsets/).
+subsets = dict(target_ratio=0.1, random_ratio=0.1, unit='sample', seed=0,
+               dbinfos_file='nuscenes_dbinfos_train.pkl')  # relative to --data-root

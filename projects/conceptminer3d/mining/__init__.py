@@ -5,6 +5,8 @@ from typing import Optional
 
 from mmengine.config import Config
 
+# Imported for registration: each module registers its components in conceptminer3d.registry.
+from . import captioning, detection, embedding, frames, outliers  # noqa: F401,E402
 from .pipeline import MiningPipeline
 
 
@@ -18,10 +20,27 @@ def load_mining_config(config, cfg_options: Optional[dict] = None) -> Config:
 def run_mining(config, data_root: str, ann_file: str, work_dir: str, cfg_options: Optional[dict] = None,
                progress: bool = True) -> dict:
     """Run every mining stage; returns the manifest (also written to ``work_dir``)."""
-    # Import for registration: each module registers its components on import.
-    from . import detection, embedding, captioning, frames, outliers  # noqa: F401
     cfg = load_mining_config(config, cfg_options)
-    return MiningPipeline(cfg, data_root, ann_file, work_dir, progress=progress).run()
+    manifest = MiningPipeline(cfg, data_root, ann_file, work_dir, progress=progress).run()
+    if cfg.get('subsets'):
+        manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
+    return manifest
+
+
+def build_subsets_from_config(cfg: Config, data_root: str, ann_file: str, work_dir: str) -> dict:
+    """The last stage of tools/mine.py: subset pickles from the mining outputs in ``work_dir``."""
+    import logging
+    import os
+
+    from ..subsets import SubsetSpec, build_subsets
+    settings = dict(cfg.subsets)
+    dbinfos = os.path.join(data_root, settings.pop('dbinfos_file', 'nuscenes_dbinfos_train.pkl'))
+    if not os.path.isfile(dbinfos):
+        logging.getLogger('conceptminer3d.mining').warning('no GT database at %s: subsets get no dbinfos', dbinfos)
+        dbinfos = None
+    train_pkl = ann_file if os.path.isabs(ann_file) or os.path.isfile(ann_file) else os.path.join(data_root, ann_file)
+    summary = build_subsets(work_dir, train_pkl, SubsetSpec(**settings), dbinfos_pkl=dbinfos)
+    return {k: v for k, v in summary.items() if k != 'selected'}
 
 
 __all__ = ['MiningPipeline', 'load_mining_config', 'run_mining']

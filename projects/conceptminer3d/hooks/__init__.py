@@ -1,0 +1,3 @@
+from .data_mining_hook import DataMiningHook
+
+__all__ = ['DataMiningHook']

@@ -1,0 +1,99 @@
+"""Joint image/text embeddings (CLIP): crops and concept texts in one space.
+
+Config example::
+
+    embedder = dict(type='OpenClipEmbedder', model_name='ViT-B-32', pretrained='laion2b_s34b_b79k')
+"""
+from __future__ import annotations
+
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..registry import EMBEDDERS
+from .model_loading import resolve_open_clip_model
+
+__all__ = ['OpenClipEmbedder']
+
+
+@EMBEDDERS.register_module()
+class OpenClipEmbedder:
+    """An open_clip model that embeds images and texts, L2-normalised.
+
+    Args:
+        model_name: an open_clip architecture (``'ViT-B-32'``), a local directory holding
+            ``open_clip_config.json`` and weights (also as ``'local-dir:<dir>'``), or
+            ``'hf-hub:<org>/<repo>'`` (from the Hugging Face cache).
+        pretrained: with an architecture name: a tag (``'laion2b_s34b_b79k'``, from the
+            cache), a local checkpoint file, or None for random weights (timing runs). Ignored
+            for directories and ``hf-hub:`` names. See ``model_loading.resolve_open_clip_model``.
+        batch_size: images (or texts) per forward pass.
+        device: torch device string.
+        allow_download: fetch missing weights from the hub.
+        cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
+    """
+
+    def __init__(self,
+                 model_name: str = 'ViT-B-32',
+                 pretrained: Optional[str] = 'laion2b_s34b_b79k',
+                 batch_size: int = 64,
+                 device: str = 'cpu',
+                 allow_download: bool = False,
+                 cache_dir: Optional[str] = None):
+        import open_clip
+
+        source = resolve_open_clip_model(model_name, pretrained, allow_download=allow_download,
+                                         cache_dir=cache_dir, config_key='embedder')
+        self.source, self.batch_size, self.device = source, batch_size, torch.device(device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            source.model_name, pretrained=source.pretrained, device=self.device,
+            **source.preprocess_overrides)
+        self.model = model.eval()
+        self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        self.tokenizer = open_clip.get_tokenizer(source.model_name)
+        # Architectures keep their output width in different places (text_projection,
+        # visual.output_dim, a timm head): one tiny text pass asks the model itself.
+        self._embedding_dim = int(self.encode_texts(['']).shape[1])
+
+    @classmethod
+    def check_available(cls, model_name: str = 'ViT-B-32',
+                        pretrained: Optional[str] = 'laion2b_s34b_b79k',
+                        allow_download: bool = False, cache_dir: Optional[str] = None,
+                        **_other_args):
+        """The resolved local source; raises ``ModelUnavailableError`` if it cannot be had
+        offline."""
+        return resolve_open_clip_model(model_name, pretrained, allow_download=allow_download,
+                                       cache_dir=cache_dir, config_key='embedder')
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._embedding_dim
+
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(n, embedding_dim) float32, unit L2 norm; one forward pass per ``batch_size``."""
+        chunks: List[np.ndarray] = []
+        for start in range(0, len(images), self.batch_size):
+            pixels = torch.stack([self.preprocess(image.convert('RGB'))
+                                  for image in images[start:start + self.batch_size]])
+            features = self.model.encode_image(pixels.to(self.device))
+            chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
+        return self._concat(chunks)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, embedding_dim) float32, unit L2 norm; one forward pass per ``batch_size``."""
+        chunks: List[np.ndarray] = []
+        for start in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[start:start + self.batch_size]))
+            features = self.model.encode_text(tokens.to(self.device))
+            chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
+        return self._concat(chunks)
+
+    def _concat(self, chunks: List[np.ndarray]) -> np.ndarray:
+        if not chunks:
+            return np.zeros((0, self._embedding_dim), np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -1,0 +1,81 @@
+"""RareConceptSampler: oversample training samples whose camera crops were mined as
+Target or Rare concepts.
+
+How it relates to CBGS: CBGS (mmdet3d's CBGSDataset) rebalances by the *3D ground-truth
+class* of each sample, expanding the dataset once with the global numpy RNG. This sampler
+rebalances by the *mined concept groups* of each sample's camera crops, so it also
+oversamples things that have no 3D label of their own (strollers, debris, odd vehicles);
+it keeps a fixed epoch length, reseeds every epoch (``seed + epoch``) and shards across
+ranks like mmengine's DefaultSampler. Use it instead of CBGS, not on top of it
+(``configs/centerpoint_mined20_rare_sampler*.py``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict, Iterator, Optional
+
+import pyarrow.parquet as pq
+import torch
+from mmdet3d.registry import DATA_SAMPLERS
+from mmengine.dist import get_dist_info, sync_random_seed
+from torch.utils.data import Sampler
+
+from ..mining.contracts import CONCEPTS_FILE
+
+DEFAULT_GROUP_WEIGHTS = dict(Target=4.0, Rare=2.0, Common=1.0)
+
+
+def sample_weights_from_concepts(concepts_file: str, group_weights: Dict[str, float]) -> Dict[str, float]:
+    """sample token → the largest group weight among its captioned crops."""
+    table = pq.read_table(concepts_file, columns=['sample_token', 'group'])
+    weights: Dict[str, float] = {}
+    for token, group in zip(table.column('sample_token').to_pylist(), table.column('group').to_pylist()):
+        weights[token] = max(weights.get(token, 0.0), float(group_weights.get(group, 1.0)))
+    return weights
+
+
+@DATA_SAMPLERS.register_module()
+class RareConceptSampler(Sampler):
+    """Weighted sampling with replacement, per-sample weights from the mining outputs.
+
+    Args:
+        dataset: the training dataset (its samples must carry the nuScenes sample ``token``).
+        mining_dir: work dir of ``tools/mine.py`` (reads ``concepts.parquet``).
+        group_weights: weight of a sample whose best crop group is this group.
+        default_weight: weight of samples absent from the mining outputs.
+        num_samples: indices per epoch over all ranks (default: ``len(dataset)``); fixed.
+        seed: base seed; ``None`` draws one and syncs it across ranks.
+    """
+
+    def __init__(self, dataset, mining_dir: str, group_weights: Optional[Dict[str, float]] = None,
+                 default_weight: float = 1.0, num_samples: Optional[int] = None, seed: Optional[int] = None):
+        concepts_file = os.path.join(mining_dir, CONCEPTS_FILE)
+        if not os.path.isfile(concepts_file):
+            raise FileNotFoundError(f'RareConceptSampler: no mining outputs at {concepts_file} '
+                                    '(run tools/mine.py first)')
+        group_weights = dict(DEFAULT_GROUP_WEIGHTS, **(group_weights or {}))
+        if min(list(group_weights.values()) + [default_weight]) <= 0:
+            raise ValueError('sampling weights must be positive')
+        self.rank, self.world_size = get_dist_info()
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.epoch = 0
+        by_token = sample_weights_from_concepts(concepts_file, group_weights)
+        tokens = [dataset.get_data_info(i)['token'] for i in range(len(dataset))]
+        self.weights = torch.tensor([by_token.get(t, default_weight) for t in tokens], dtype=torch.double)
+        self.num_mined = sum(t in by_token for t in tokens)
+        total = int(num_samples or len(dataset))
+        self.num_samples = math.ceil(total / self.world_size)  # per rank
+        self.total_size = self.num_samples * self.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        indices = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator)
+        return iter(indices[self.rank:self.total_size:self.world_size].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch

@@ -1,0 +1,264 @@
+"""Model wrappers (YOLO, open_clip, Qwen2-VL, BLIP) on real tiny models built offline, and the
+offline-availability errors for the real model names."""
+import hashlib
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conceptminer3d.mining.captioning import BlipCaptioner, Qwen2VLCaptioner
+from conceptminer3d.mining.detection import Detections, YoloDetector
+from conceptminer3d.mining.embedding import OpenClipEmbedder
+from conceptminer3d.mining.model_loading import ModelUnavailableError, check_available
+from conceptminer3d.mining.toy_models import (build_toy_models, build_toy_qwen2_vl,
+                                              toy_component_cfgs)
+from conceptminer3d.registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
+
+# (height, width) of the test images / crops: all different, as crops are.
+SIZES = [(120, 200), (300, 160), (64, 64), (240, 320), (37, 90), (200, 150)]
+
+
+def scene(seed: int, height: int, width: int) -> np.ndarray:
+    """An RGB uint8 image: flat background and coloured boxes."""
+    rng = np.random.default_rng(seed)
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = rng.integers(0, 256, 3)
+    for _ in range(5):
+        h, w = rng.integers(4, height // 2 + 5), rng.integers(4, width // 2 + 5)
+        y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
+        image[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+    return image
+
+
+@pytest.fixture(scope='module')
+def toy_models(tmp_path_factory):
+    return build_toy_models(str(tmp_path_factory.mktemp('models') / 'toy'), seed=0)
+
+
+@pytest.fixture(scope='module')
+def images():
+    return [scene(i, h, w) for i, (h, w) in enumerate(SIZES)]
+
+
+@pytest.fixture(scope='module')
+def crops(images):
+    return [Image.fromarray(image) for image in images] + [
+        Image.fromarray(scene(10, 48, 30)), Image.fromarray(scene(11, 90, 60))]
+
+
+@pytest.fixture(scope='module')
+def detector(toy_models):
+    return YoloDetector(toy_models['yolo'], conf=1e-4, imgsz=320, max_det=20)
+
+
+# --------------------------------------------------------------------------- toy models
+def _digest(path):
+    digest = hashlib.sha256()
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            with open(os.path.join(root, name), 'rb') as f:
+                digest.update(name.encode() + f.read())
+    return digest.hexdigest()
+
+
+def test_toy_models_are_reused_and_deterministic(toy_models, tmp_path):
+    out_dir = os.path.dirname(toy_models['yolo'])
+    assert set(toy_models) == {'yolo', 'clip', 'qwen2_vl', 'blip'}
+    assert all(os.path.exists(p) for p in toy_models.values())
+    assert not [n for n in os.listdir(os.path.dirname(out_dir)) if '.partial' in n]
+    before = os.stat(toy_models['yolo']).st_mtime_ns
+    start = time.perf_counter()
+    assert build_toy_models(out_dir, seed=0) == toy_models
+    assert time.perf_counter() - start < 0.5 and os.stat(toy_models['yolo']).st_mtime_ns == before
+    with pytest.raises(FileExistsError):  # never replaces a directory holding other files
+        (tmp_path / 'other').mkdir()
+        (tmp_path / 'other' / 'notes.txt').write_text('keep me')
+        build_toy_models(str(tmp_path / 'other'))
+    assert (tmp_path / 'other' / 'notes.txt').exists()
+    # Same seed, same bytes (one builder, to keep the suite fast).
+    build_toy_qwen2_vl(str(tmp_path / 'again'), seed=0)
+    assert _digest(str(tmp_path / 'again')) == _digest(toy_models['qwen2_vl'])
+
+
+def test_components_build_from_configs(toy_models):
+    cfgs = toy_component_cfgs(toy_models)
+    for registry, key in ((DETECTORS_2D, 'detector'), (EMBEDDERS, 'embedder'),
+                          (CAPTIONERS, 'captioner'), (CAPTIONERS, 'blip_captioner')):
+        check_available(registry, cfgs[key])
+    embedder = EMBEDDERS.build(cfgs['embedder'])
+    assert isinstance(embedder, OpenClipEmbedder)
+
+
+# --------------------------------------------------------------------------- YOLO
+def _assert_same(a: Detections, b: Detections, scale: float = 1.0):
+    assert len(a) == len(b)
+    np.testing.assert_allclose(a.boxes_xyxy * scale, b.boxes_xyxy, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_yolo_results_align_with_inputs(detector, images):
+    detections = detector.detect(images)
+    assert len(detections) == len(images) and sum(map(len, detections)) > 0
+    for (height, width), det in zip(SIZES, detections):
+        assert det.boxes_xyxy.dtype == np.float32 and det.boxes_xyxy.shape == (len(det), 4)
+        assert det.scores.dtype == np.float32 and det.labels.dtype == np.int64
+        assert set(det.labels.tolist()) <= set(detector.class_names)
+        # Original-image pixels, not the 320-pixel letterbox.
+        assert (det.boxes_xyxy >= 0).all()
+        assert (det.boxes_xyxy[:, [0, 2]] <= width).all()
+        assert (det.boxes_xyxy[:, [1, 3]] <= height).all()
+    # The model sees each image (the outputs differ), and each result stays with its image
+    # in any order and across batch boundaries (batch_size 3: two model calls).
+    assert len({det.scores.tobytes() for det in detections}) == len(images)
+    for a, b in zip(detections, detector.detect(images[::-1])[::-1]):
+        _assert_same(a, b)
+    detector.batch_size = 3
+    try:
+        for a, b in zip(detections, detector.detect(images)):
+            _assert_same(a, b)
+    finally:
+        detector.batch_size = 16
+    assert detector.detect([]) == []
+
+
+def test_yolo_boxes_are_in_original_pixels(detector):
+    # An image at the inference size and its 2x nearest-neighbour enlargement reach the
+    # network as the same letterboxed tensor, so the boxes must differ by exactly 2x.
+    small = scene(42, 240, 320)
+    large = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)
+    det_small, det_large = detector.detect([small, large])
+    assert len(det_small) > 0
+    _assert_same(det_small, det_large, scale=2.0)
+
+
+def test_yolo_reads_rgb(detector):
+    image = scene(42, 240, 320)
+    ours = detector.detect([image])[0]
+    # ultralytics converts PIL images (RGB) itself: the reference for the channel order.
+    reference = detector.model.predict([Image.fromarray(image)], conf=detector.conf,
+                                       iou=detector.iou, imgsz=detector.imgsz,
+                                       max_det=detector.max_det, verbose=False)[0]
+    _assert_same(ours, Detections(reference.boxes.xyxy.numpy(), reference.boxes.conf.numpy(),
+                                  reference.boxes.cls.numpy().astype(np.int64)))
+    swapped = detector.detect([np.ascontiguousarray(image[..., ::-1])])[0]
+    assert not np.allclose(swapped.scores, ours.scores)  # the channel order matters
+
+
+def test_yolo_restores_thread_count(toy_models, images):
+    before = torch.get_num_threads()
+    try:
+        # A count ultralytics would not pick (it sets min(8, cpu_count - 1) on set-up).
+        torch.set_num_threads(3)
+        detector = YoloDetector(toy_models['yolo'], conf=1e-4, imgsz=320)
+        assert torch.get_num_threads() == 3
+        detector.detect(images[:2])
+        assert torch.get_num_threads() == 3
+        YoloDetector(toy_models['yolo'], imgsz=320, num_threads=2).detect(images[:1])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_yolo_class_filter(toy_models, images):
+    detector = YoloDetector(toy_models['yolo'], conf=1e-4, imgsz=320, classes=['car', 'truck'])
+    labels = np.concatenate([d.labels for d in detector.detect(images)])
+    assert len(labels) and set(labels.tolist()) <= {2, 7}  # COCO ids of car and truck
+
+
+# --------------------------------------------------------------------------- CLIP
+def test_clip_embeddings(toy_models, crops):
+    embedder = OpenClipEmbedder(toy_models['clip'], pretrained=None, batch_size=3)
+    embeddings = embedder.encode_images(crops)
+    assert embeddings.dtype == np.float32
+    assert embeddings.shape == (len(crops), embedder.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    one_by_one = np.concatenate([embedder.encode_images([crop]) for crop in crops])
+    np.testing.assert_allclose(embeddings, one_by_one, atol=1e-5)
+
+    texts = ['a car', 'a construction vehicle', 'a pedestrian pushing a stroller', 'others']
+    text_embeddings = embedder.encode_texts(texts)
+    assert text_embeddings.shape == (len(texts), embedder.embedding_dim)
+    np.testing.assert_allclose(np.linalg.norm(text_embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(
+        text_embeddings, np.concatenate([embedder.encode_texts([t]) for t in texts]), atol=1e-5)
+    assert embedder.encode_images([]).shape == (0, embedder.embedding_dim)
+    # The same directory through open_clip's own schema.
+    same = OpenClipEmbedder('local-dir:' + toy_models['clip'], pretrained=None)
+    np.testing.assert_allclose(same.encode_images(crops[:2]), embeddings[:2], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- captioners
+@pytest.mark.parametrize('captioner_type', [Qwen2VLCaptioner, BlipCaptioner])
+def test_batched_captions_equal_one_by_one(toy_models, crops, captioner_type):
+    path = toy_models['qwen2_vl' if captioner_type is Qwen2VLCaptioner else 'blip']
+    captioner = captioner_type(path, max_new_tokens=12, batch_size=8)
+    captions = captioner.caption(crops)
+    assert len(captions) == len(crops) and all(isinstance(c, str) for c in captions)
+    # Verbatim but stripped; a random model may stop at once (an empty caption), rarely.
+    assert all(c == c.strip() for c in captions) and sum(map(bool, captions)) >= len(crops) // 2
+    assert len(set(captions)) > 1  # the model looks at the image
+    # Greedy decoding with left padding: a crop's caption must not depend on its neighbours.
+    assert [captioner.caption([crop])[0] for crop in crops] == captions
+    captioner.batch_size = 3
+    assert captioner.caption(crops) == captions
+    for caption in captions:  # the generated text only
+        assert 'assistant' not in caption and 'helpful' not in caption
+        assert not caption.startswith('a photo of')
+    assert captioner.caption([]) == []
+
+
+def test_qwen2vl_pads_on_the_left(toy_models, crops):
+    captioner = Qwen2VLCaptioner(toy_models['qwen2_vl'], max_new_tokens=4)
+    inputs, prompt_length = captioner._inputs([crop.convert('RGB') for crop in crops[:3]])
+    mask = inputs['attention_mask']
+    assert prompt_length == mask.shape[1] and (mask[:, -1] == 1).all() and (mask == 0).any()
+
+
+# --------------------------------------------------------------------------- unavailable models
+def _raises_quickly(build, *expected):
+    start = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as info:
+        build()
+    assert time.perf_counter() - start < 5, 'the availability check must not wait on the network'
+    message = str(info.value)
+    for text in expected:
+        assert text in message, f'{text!r} not in {message!r}'
+    # One clear error, not a chain of hub tracebacks.
+    error = info.value
+    assert error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+    return message
+
+
+def test_unavailable_yolo(tmp_path):
+    _raises_quickly(lambda: YoloDetector('yolov8l.pt'), "'yolov8l.pt'",
+                    'github.com/ultralytics/assets/releases/download/', "detector.model='models/")
+    _raises_quickly(lambda: YoloDetector(str(tmp_path / 'missing.pt')), 'no such file')
+    _raises_quickly(lambda: YoloDetector('yolov8l.yml.nope'), 'no such file')
+
+
+def test_unavailable_open_clip(tmp_path):
+    _raises_quickly(
+        lambda: OpenClipEmbedder('ViT-B-32', 'laion2b_s34b_b79k', cache_dir=str(tmp_path)),
+        'ViT-B-32/laion2b_s34b_b79k', 'hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K',
+        "embedder.model_name='models/CLIP-ViT-B-32-laion2B-s34B-b79K'")
+    _raises_quickly(lambda: OpenClipEmbedder(str(tmp_path), pretrained=None),
+                    'open_clip_config.json')
+    _raises_quickly(lambda: OpenClipEmbedder('ViT-B-32', 'no-such-tag'), 'no-such-tag')
+
+
+def test_unavailable_transformers_models(tmp_path):
+    cache = str(tmp_path / 'empty_hf_cache')
+    _raises_quickly(lambda: Qwen2VLCaptioner(cache_dir=cache), "'Qwen/Qwen2-VL-2B-Instruct'",
+                    'hf download Qwen/Qwen2-VL-2B-Instruct --local-dir models/Qwen2-VL-2B-Instruct',
+                    "captioner.model='models/Qwen2-VL-2B-Instruct'")
+    _raises_quickly(lambda: BlipCaptioner(cache_dir=cache),
+                    'hf download Salesforce/blip-image-captioning-large')
+    _raises_quickly(lambda: Qwen2VLCaptioner(str(tmp_path)), 'no config.json')
+    # The config-level check, as a mining run does before its first stage.
+    _raises_quickly(lambda: check_available(
+        CAPTIONERS, dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct',
+                         cache_dir=cache, max_new_tokens=8)), 'Qwen/Qwen2-VL-2B-Instruct')

@@ -1,7 +1,9 @@
 import os
 
 import pytest
+from mmengine.config import Config
 
+from conceptminer3d.mining.toy_models import build_toy_models
 from conceptminer3d.toy_world import ToyWorldConfig, build_toy_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,3 +25,33 @@ def nusc(toy_world):
     from nuscenes.nuscenes import NuScenes
     root, config = toy_world
     return NuScenes(version=config.version, dataroot=root, verbose=False)
+
+
+@pytest.fixture(scope='session')
+def toy_models(tmp_path_factory):
+    return build_toy_models(str(tmp_path_factory.mktemp('models') / 'toy_models'))
+
+
+@pytest.fixture(scope='session')
+def mining_cfg(toy_models):
+    """configs/mining/toy.py pointed at the session's toy models, sized for the tests."""
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mining', 'toy.py'))
+    cfg.detector.model = toy_models['yolo']
+    cfg.detector.max_det = 4
+    cfg.embedder.model_name = toy_models['clip']
+    cfg.captioner.model = toy_models['qwen2_vl']
+    cfg.captioner.max_new_tokens = 6
+    cfg.caption_selection.yolo_classes = []  # caption the outliers only
+    return cfg
+
+
+@pytest.fixture(scope='session')
+def train_mining(toy_world, mining_cfg, tmp_path_factory):
+    """Mining outputs of the toy *train* pickle (two cameras, to keep it quick)."""
+    from conceptminer3d.mining import run_mining
+    cfg = mining_cfg.copy()
+    cfg.frames.cameras = ['CAM_FRONT', 'CAM_BACK']
+    cfg.subsets = None
+    work_dir = str(tmp_path_factory.mktemp('train_mining') / 'work')
+    run_mining(cfg, toy_world[0], 'nuscenes_infos_train.pkl', work_dir, progress=False)
+    return work_dir

@@ -136,3 +136,74 @@ def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
                 print(row, flush=True)
         del X
     return rows
+
+
+def _subset_pickle(data_root: str, ann_file: str, num_samples: int, out_path: str) -> str:
+    import os
+    import pickle
+
+    from .mining.frames import load_info_pickle
+    path = ann_file if os.path.isabs(ann_file) else os.path.join(data_root, ann_file)
+    infos = load_info_pickle(path)
+    infos = dict(infos, data_list=infos['data_list'][:num_samples])
+    with open(out_path, 'wb') as f:
+        pickle.dump(infos, f)
+    return out_path
+
+
+def run_pipeline_benchmark(cfg, data_root: str, ann_file: str, num_samples: int, work_dir: str) -> dict:
+    """Per-stage throughput of a full mining run, and the per-image stage's overhead over
+    bare model compute on the same frames.
+
+    Bare compute: the same detector and embedder objects called on the same batches, with
+    every image decoded and every crop cut beforehand (untimed). Pipeline: the cached,
+    prefetching per-image stage as ``tools/mine.py`` runs it, on a fresh cache.
+    """
+    import os
+    import shutil
+
+    from .mining import MiningPipeline
+    from .mining.images import decode_batch, padded_crop_box
+
+    os.makedirs(work_dir, exist_ok=True)
+    ann = _subset_pickle(data_root, ann_file, num_samples, os.path.join(work_dir, 'benchmark_infos.pkl'))
+    run_dir = os.path.join(work_dir, 'run')
+    shutil.rmtree(run_dir, ignore_errors=True)
+    pipeline = MiningPipeline(cfg, data_root, ann, run_dir, progress=False)
+    manifest = pipeline.run()
+
+    frames = pipeline.frame_source.load(data_root, ann)
+    batch = int(cfg.frame_batch_size)
+    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    decoded = [[img for img, _ in decode_batch(b) if img is not None] for b in batches]
+    arrays = [[np.asarray(img) for img in imgs] for imgs in decoded]
+    detector, embedder = pipeline.detector, pipeline.embedder
+    detector.detect(arrays[0])  # warm-up, as the pipeline's first batch had its own
+    detect_s = embed_s = 0.0
+    n_crops = 0
+    for imgs, arrs in zip(decoded, arrays):
+        t0 = time.perf_counter()
+        detections = detector.detect(arrs)
+        detect_s += time.perf_counter() - t0
+        crops = [img.crop(padded_crop_box(box, cfg.crops.padding, img.width, img.height))
+                 for img, det in zip(imgs, detections) for box in det.boxes_xyxy]
+        crops = [c for c in crops if min(c.size) >= cfg.crops.min_size]
+        n_crops += len(crops)
+        t0 = time.perf_counter()
+        if crops:
+            embedder.encode_images(crops)
+        embed_s += time.perf_counter() - t0
+
+    timed_dir = os.path.join(work_dir, 'timed')
+    shutil.rmtree(timed_dir, ignore_errors=True)
+    timed = MiningPipeline(cfg, data_root, ann, timed_dir, progress=False)
+    timed._detector, timed._embedder = detector, embedder  # loaded once: compare compute, not loading
+    timed.threads = pipeline.threads
+    t0 = time.perf_counter()
+    timed.detect_and_embed(frames)
+    pipeline_s = time.perf_counter() - t0
+    bare = detect_s + embed_s
+    return dict(frames=len(frames), crops=n_crops, bare_detect_s=round(detect_s, 3), bare_embed_s=round(embed_s, 3),
+                bare_model_s=round(bare, 3), pipeline_detect_embed_s=round(pipeline_s, 3),
+                overhead_pct=round(100.0 * (pipeline_s - bare) / bare, 1), torch_threads=pipeline.threads,
+                stages=manifest['stages'], counts=manifest['counts'])

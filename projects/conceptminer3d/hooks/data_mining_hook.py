@@ -15,15 +15,13 @@ mode keeps the subset size constant, so the loop's length does not change.
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Optional
 
 from mmdet3d.registry import HOOKS
 from mmengine.dist import barrier, get_dist_info
 from mmengine.hooks import Hook
-
-logger = logging.getLogger('conceptminer3d.hooks')
+from mmengine.logging import print_log
 
 
 @HOOKS.register_module()
@@ -55,9 +53,8 @@ class DataMiningHook(Hook):
         if rank == 0:
             manifest = run_mining(self.cfg, self.data_root, self.ann_file, self.work_dir, progress=self.progress)
             summary = manifest['subsets']
-            logger.info('DataMiningHook: %d of %d train samples selected (%s) under %s',
-                        summary['num_selected'], summary['num_train_samples'], summary['reasons'],
-                        os.path.join(self.work_dir, 'subsets'))
+            print_log(f"DataMiningHook: {summary['num_selected']} of {summary['num_train_samples']} train samples "
+                      f"selected {summary['reasons']} under {os.path.join(self.work_dir, 'subsets')}", logger='current')
         barrier()
         return summary
 

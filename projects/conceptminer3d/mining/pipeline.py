@@ -22,7 +22,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 from tqdm import tqdm
 
-from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS
+from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
 from .cache import StageCache
 from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k
 from .contracts import (CAPTION_SCHEMA, CAPTIONS_FILE, CONCEPT_SCHEMA, CONCEPTS_FILE, CROP_SCHEMA, CROPS_FILE,
@@ -88,29 +88,29 @@ class MiningPipeline:
             method = _plain(method)
             name = method.pop('name', method['type'])
             method.setdefault('contamination', cfg.outliers.contamination)
-            self.outlier_detectors[name] = OUTLIER_DETECTORS.build(method)
+            self.outlier_detectors[name] = build_component(OUTLIER_DETECTORS, method)
         if cfg.outliers.combine not in ('union', 'vote'):
             raise ValueError(f"outliers.combine must be 'union' or 'vote', got {cfg.outliers.combine!r}")
-        self.frame_source = FRAME_SOURCES.build(cfg.frames)
+        self.frame_source = build_component(FRAME_SOURCES, cfg.frames)
         self._detector = self._embedder = self._captioner = None
 
     # -- models, built only when a stage actually has work --------------------------------
     @property
     def detector(self):
         if self._detector is None:
-            self._detector = DETECTORS_2D.build(self.cfg.detector)
+            self._detector = build_component(DETECTORS_2D, self.cfg.detector)
         return self._detector
 
     @property
     def embedder(self):
         if self._embedder is None:
-            self._embedder = EMBEDDERS.build(self.cfg.embedder)
+            self._embedder = build_component(EMBEDDERS, self.cfg.embedder)
         return self._embedder
 
     @property
     def captioner(self):
         if self._captioner is None:
-            self._captioner = CAPTIONERS.build(self.cfg.captioner)
+            self._captioner = build_component(CAPTIONERS, self.cfg.captioner)
         return self._captioner
 
     def _check_models_available(self) -> None:

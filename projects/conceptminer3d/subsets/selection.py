@@ -83,7 +83,8 @@ def select_mined(sample_groups: Dict[int, set], scene_of: Sequence[str], spec: S
 
     def take(pool, quota, reason):
         got = 0
-        order = _draw(rng, [u for u in pool if u not in taken_units], len(pool))
+        available = sorted(u for u in pool if u not in taken_units)
+        order = [available[i] for i in rng.permutation(len(available))]
         for u in order:
             if got >= quota:
                 break

@@ -1,0 +1,222 @@
+"""The mining pipeline end to end on the toy world, with tiny real models."""
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conceptminer3d.mining import MiningPipeline, run_mining
+from conceptminer3d.mining.frames import InfoPickleError
+from conceptminer3d.mining.model_loading import ModelUnavailableError
+
+from conftest import REPO
+
+CAMERAS = {'CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT'}
+VAL = 'nuscenes_infos_val.pkl'
+
+
+def _subset_pickle(root, tmp_path, n, edit=None):
+    with open(os.path.join(root, VAL), 'rb') as f:
+        infos = pickle.load(f)
+    infos['data_list'] = infos['data_list'][:n]
+    if edit:
+        edit(infos['data_list'])
+    path = str(tmp_path / 'subset.pkl')
+    with open(path, 'wb') as f:
+        pickle.dump(infos, f)
+    return path
+
+
+def _read(work_dir, name):
+    return pq.read_table(os.path.join(work_dir, name)).to_pandas()
+
+
+@pytest.fixture(scope='session')
+def first_run(toy_world, mining_cfg, tmp_path_factory):
+    root, _ = toy_world
+    work_dir = str(tmp_path_factory.mktemp('mining') / 'work')
+    manifest = run_mining(mining_cfg.copy(), root, VAL, work_dir, progress=False)
+    return work_dir, manifest
+
+
+def test_all_cameras_processed_and_tables_agree(first_run, toy_world):
+    work_dir, manifest = first_run
+    frames, crops = _read(work_dir, 'frames.parquet'), _read(work_dir, 'crops.parquet')
+    captions, concepts = _read(work_dir, 'captions.parquet'), _read(work_dir, 'concepts.parquet')
+    embeddings = np.load(os.path.join(work_dir, 'embeddings.npy'))
+    with open(os.path.join(toy_world[0], VAL), 'rb') as f:
+        samples = {i['token'] for i in pickle.load(f)['data_list']}
+    assert set(frames.camera) == CAMERAS and len(frames) == 6 * len(samples)
+    assert set(frames.sample_token) == samples and (frames.scene_token != '').all()
+    assert frames.num_crops.sum() == len(crops) == len(embeddings) > 0
+    assert crops.crop_id.is_unique
+    assert list(captions.crop_id) == list(crops.crop_id[crops.caption_selected])
+    assert list(concepts.crop_id) == list(captions.crop_id)
+    assert manifest['counts']['crops'] == len(crops) and manifest['counts']['captions'] == len(captions)
+    assert manifest['torch_threads'] == os.cpu_count()
+    for stage in ('detect', 'embed', 'outliers', 'caption', 'concepts'):
+        assert manifest['stages'][stage]['items_per_s'] > 0
+
+
+def test_embeddings_are_normalised_and_row_aligned(first_run, mining_cfg):
+    from conceptminer3d.registry import EMBEDDERS
+    work_dir, _ = first_run
+    crops, frames = _read(work_dir, 'crops.parquet'), _read(work_dir, 'frames.parquet')
+    embeddings = np.load(os.path.join(work_dir, 'embeddings.npy'))
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    path_of = {(r.sample_token, r.camera): r.img_path for r in frames.itertuples()}
+    rows = [0, len(crops) // 2, len(crops) - 1]
+    images = []
+    for i in rows:
+        c = crops.iloc[i]
+        image = Image.open(path_of[(c.sample_token, c.camera)]).convert('RGB')
+        images.append(image.crop((c.crop_x1, c.crop_y1, c.crop_x2, c.crop_y2)))
+    again = EMBEDDERS.build(mining_cfg.embedder).encode_images(images)
+    np.testing.assert_allclose(again, embeddings[rows], atol=1e-4)
+
+
+def test_outlier_flags_match_contamination(first_run, mining_cfg):
+    work_dir, _ = first_run
+    crops = _read(work_dir, 'crops.parquet')
+    expected = mining_cfg.outliers.contamination * len(crops)
+    for method in ('iforest', 'lof', 'knn'):
+        assert abs(crops[f'is_outlier_{method}'].sum() - expected) <= 1, method
+        # flagged crops are the highest-scoring ones
+        flagged = crops[f'outlier_score_{method}'][crops[f'is_outlier_{method}']]
+        assert flagged.min() >= crops[f'outlier_score_{method}'][~crops[f'is_outlier_{method}']].max()
+    union = crops.is_outlier_iforest | crops.is_outlier_lof | crops.is_outlier_knn
+    assert (crops.is_outlier == union).all()
+
+
+def test_groups_follow_the_vocabulary_lists(first_run, mining_cfg):
+    work_dir, _ = first_run
+    concepts = _read(work_dir, 'concepts.parquet')
+    vocab = mining_cfg.concepts.vocabulary
+    for row in concepts.itertuples():
+        expected = 'Target' if row.top_concept in vocab.target else 'Rare' if row.top_concept not in vocab.common \
+            else 'Common'
+        assert row.group == expected
+        assert row.top_concept == row.top_concepts[0] and len(row.top_concepts) == 5
+        assert list(row.top_scores) == sorted(row.top_scores, reverse=True)
+
+
+def test_rerun_with_new_vocabulary_reuses_detections_embeddings_and_captions(first_run, toy_world, mining_cfg,
+                                                                              tmp_path):
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'work')
+    shutil.copytree(first_run[0], work_dir)
+    cfg = mining_cfg.copy()
+    cfg.concepts.vocabulary = dict(concepts=['car', 'excavator', 'stroller', 'pedestrian'], target=['excavator'],
+                                   common=['car', 'pedestrian'])
+    pipeline = MiningPipeline(cfg, root, VAL, work_dir, progress=False)
+    manifest = pipeline.run()
+    assert manifest['cache']['detect_embed']['computed_batches'] == 0
+    assert manifest['cache']['captions']['computed_crops'] == 0
+    assert pipeline._detector is None and pipeline._captioner is None, 'no model was even loaded'
+    concepts = _read(work_dir, 'concepts.parquet')
+    assert set(concepts.top_concept) <= {'car', 'excavator', 'stroller', 'pedestrian'}
+    assert manifest['counts']['captions'] == first_run[1]['counts']['captions']
+
+
+def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy_world, mining_cfg, tmp_path):
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'work')
+    pipeline = MiningPipeline(mining_cfg.copy(), root, VAL, work_dir, progress=False)
+    original, calls = pipeline._process_batch, []
+
+    def killed_after_two_batches(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args)
+
+    pipeline._process_batch = killed_after_two_batches
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run()
+    assert not os.path.exists(os.path.join(work_dir, 'crops.parquet')), 'no partial outputs'
+    manifest = MiningPipeline(mining_cfg.copy(), root, VAL, work_dir, progress=False).run()
+    total = first_run[1]['cache']['detect_embed']['computed_batches']
+    assert manifest['cache']['detect_embed'] == dict(key=first_run[1]['cache']['detect_embed']['key'],
+                                                     reused_batches=2, computed_batches=total - 2)
+    np.testing.assert_allclose(np.load(os.path.join(work_dir, 'embeddings.npy')),
+                               np.load(os.path.join(first_run[0], 'embeddings.npy')), atol=1e-5)
+    assert _read(work_dir, 'crops.parquet').crop_id.tolist() == _read(first_run[0], 'crops.parquet').crop_id.tolist()
+
+
+def test_missing_and_corrupt_images_are_counted_skips(toy_world, mining_cfg, tmp_path):
+    root, _ = toy_world
+    corrupt = os.path.join(root, 'samples', 'CAM_BACK', 'corrupt_for_test.jpg')
+    with open(corrupt, 'wb') as f:
+        f.write(b'\xff\xd8\xff\xe0 not really a jpeg')
+
+    def break_two_images(data_list):
+        data_list[0]['images']['CAM_FRONT']['img_path'] = 'does_not_exist.jpg'
+        data_list[1]['images']['CAM_BACK']['img_path'] = 'corrupt_for_test.jpg'
+
+    ann = _subset_pickle(root, tmp_path, 3, break_two_images)
+    work_dir = str(tmp_path / 'work')
+    manifest = run_mining(mining_cfg.copy(), root, ann, work_dir, progress=False)
+    assert manifest['skips']['images_missing'] == 1 and manifest['skips']['images_corrupt'] == 1
+    frames = _read(work_dir, 'frames.parquet')
+    assert len(frames) == 18 and sorted(frames.status.unique()) == ['corrupt', 'missing', 'ok']
+    crops = _read(work_dir, 'crops.parquet')
+    bad = frames[frames.status != 'ok'][['sample_token', 'camera']].apply(tuple, axis=1).tolist()
+    assert not set(crops[['sample_token', 'camera']].apply(tuple, axis=1)) & set(bad)
+    assert len(crops) == len(np.load(os.path.join(work_dir, 'embeddings.npy'))) == frames.num_crops.sum()
+
+
+@pytest.mark.parametrize('options, skip', [
+    (dict(detector=dict(conf=0.999)), 'frames_without_detections'),
+    (dict(crops=dict(min_size=10_000)), 'crops_too_small'),
+])
+def test_frames_without_crops_finish_with_empty_tables(toy_world, mining_cfg, tmp_path, options, skip):
+    root, _ = toy_world
+    cfg = mining_cfg.copy()
+    cfg.merge_from_dict(options)
+    ann = _subset_pickle(root, tmp_path, 2)
+    manifest = run_mining(cfg, root, ann, str(tmp_path / 'work'), progress=False)
+    assert manifest['counts']['crops'] == 0 and manifest['counts']['concepts'] == 0
+    expected = 12 if skip == 'frames_without_detections' else manifest['counts']['detections']
+    assert manifest['skips'][skip] == expected > 0
+
+
+@pytest.mark.parametrize('options, error, match', [
+    (dict(concepts=dict(vocabulary=dict(concepts=[], target=[], common=[]))), ValueError, 'empty'),
+    (dict(outliers=dict(contamination=0.7)), ValueError, 'contamination'),
+    (dict(outliers=dict(contamination=0.0)), ValueError, 'contamination'),
+    (dict(outliers=dict(combine='majority')), ValueError, 'combine'),
+])
+def test_bad_config_fails_before_any_work(toy_world, mining_cfg, tmp_path, options, error, match):
+    cfg = mining_cfg.copy()
+    cfg.merge_from_dict(options)
+    with pytest.raises(error, match=match):
+        run_mining(cfg, toy_world[0], VAL, str(tmp_path / 'work'), progress=False)
+    assert not os.path.exists(tmp_path / 'work' / 'cache')
+
+
+def test_bad_inputs_fail_before_any_work(toy_world, mining_cfg, tmp_path):
+    root, _ = toy_world
+    not_v2 = tmp_path / 'old.pkl'
+    with open(not_v2, 'wb') as f:
+        pickle.dump({'infos': [], 'metadata': {}}, f)
+    with pytest.raises(InfoPickleError, match='data_list'):
+        run_mining(mining_cfg.copy(), root, str(not_v2), str(tmp_path / 'w1'), progress=False)
+    garbage = tmp_path / 'garbage.pkl'
+    garbage.write_bytes(b'not a pickle')
+    with pytest.raises(InfoPickleError, match='cannot read'):
+        run_mining(mining_cfg.copy(), root, str(garbage), str(tmp_path / 'w2'), progress=False)
+    with pytest.raises(FileNotFoundError, match='data root'):
+        run_mining(mining_cfg.copy(), str(tmp_path / 'nowhere'), VAL, str(tmp_path / 'w3'), progress=False)
+
+
+def test_unavailable_real_models_stop_before_any_work(toy_world, tmp_path):
+    """The default config names real models that are not on this machine: one clear error,
+    naming the model and how to provide it, before the first image is read."""
+    with pytest.raises(ModelUnavailableError) as err:
+        run_mining(os.path.join(REPO, 'configs', 'mining', 'default.py'), toy_world[0], VAL,
+                   str(tmp_path / 'work'), progress=False)
+    assert 'yolov8l.pt' in str(err.value)
+    assert not os.path.exists(tmp_path / 'work' / 'cache')

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # Re-run set-up whenever what it installs changes.
 SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements/runtime.txt setup.py tools/build_mmcv.sh | sha1sum | cut -c1-12)
 DATA := data/toy_nuscenes# the toy configs' data_root
-WORK ?= work_dirs
+WORK := work_dirs# the *_toy configs read their mining outputs from work_dirs/mining_toy
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test clean
@@ -33,7 +33,8 @@ demo: setup $(DATA)/nuscenes_infos_val.pkl
 	$(PY) tools/make_toy_models.py --out $(TOY_MODELS)
 	$(PY) tools/mine.py configs/mining/toy.py --data-root $(DATA) --ann-file nuscenes_infos_train.pkl \
 		--work-dir $(WORK)/mining_toy
-	$(PY) tools/train.py configs/centerpoint_pillar_toy.py --work-dir $(WORK)/centerpoint_pillar_toy
+	$(PY) tools/train.py configs/centerpoint_full_toy.py --work-dir $(WORK)/centerpoint_full_toy
+	$(PY) tools/train.py configs/centerpoint_mined20_toy.py --work-dir $(WORK)/centerpoint_mined20_toy
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS) tests

@@ -1,3 +1,4 @@
+import copy
 import os
 
 import pytest
@@ -33,8 +34,9 @@ def toy_models(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def mining_cfg(toy_models):
-    """configs/mining/toy.py pointed at the session's toy models, sized for the tests."""
+def session_mining_cfg(toy_models):
+    """configs/mining/toy.py pointed at the session's toy models, sized for the tests.
+    Never mutate it: take ``mining_cfg`` (a deep copy) instead."""
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mining', 'toy.py'))
     cfg.detector.model = toy_models['yolo']
     cfg.detector.max_det = 4
@@ -45,11 +47,16 @@ def mining_cfg(toy_models):
     return cfg
 
 
+@pytest.fixture
+def mining_cfg(session_mining_cfg):
+    return copy.deepcopy(session_mining_cfg)
+
+
 @pytest.fixture(scope='session')
-def train_mining(toy_world, mining_cfg, tmp_path_factory):
+def train_mining(toy_world, session_mining_cfg, tmp_path_factory):
     """Mining outputs of the toy *train* pickle (two cameras, to keep it quick)."""
     from conceptminer3d.mining import run_mining
-    cfg = mining_cfg.copy()
+    cfg = copy.deepcopy(session_mining_cfg)
     cfg.frames.cameras = ['CAM_FRONT', 'CAM_BACK']
     cfg.subsets = None
     work_dir = str(tmp_path_factory.mktemp('train_mining') / 'work')

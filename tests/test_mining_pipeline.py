@@ -1,4 +1,5 @@
 """The mining pipeline end to end on the toy world, with tiny real models."""
+import copy
 import os
 import pickle
 import shutil
@@ -35,10 +36,10 @@ def _read(work_dir, name):
 
 
 @pytest.fixture(scope='session')
-def first_run(toy_world, mining_cfg, tmp_path_factory):
+def first_run(toy_world, session_mining_cfg, tmp_path_factory):
     root, _ = toy_world
     work_dir = str(tmp_path_factory.mktemp('mining') / 'work')
-    manifest = run_mining(mining_cfg.copy(), root, VAL, work_dir, progress=False)
+    manifest = run_mining(copy.deepcopy(session_mining_cfg), root, VAL, work_dir, progress=False)
     return work_dir, manifest
 
 
@@ -108,7 +109,7 @@ def test_rerun_with_new_vocabulary_reuses_detections_embeddings_and_captions(fir
     root, _ = toy_world
     work_dir = str(tmp_path / 'work')
     shutil.copytree(first_run[0], work_dir)
-    cfg = mining_cfg.copy()
+    cfg = mining_cfg
     cfg.concepts.vocabulary = dict(concepts=['car', 'excavator', 'stroller', 'pedestrian'], target=['excavator'],
                                    common=['car', 'pedestrian'])
     pipeline = MiningPipeline(cfg, root, VAL, work_dir, progress=False)
@@ -124,7 +125,7 @@ def test_rerun_with_new_vocabulary_reuses_detections_embeddings_and_captions(fir
 def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy_world, mining_cfg, tmp_path):
     root, _ = toy_world
     work_dir = str(tmp_path / 'work')
-    pipeline = MiningPipeline(mining_cfg.copy(), root, VAL, work_dir, progress=False)
+    pipeline = MiningPipeline(mining_cfg, root, VAL, work_dir, progress=False)
     original, calls = pipeline._process_batch, []
 
     def killed_after_two_batches(*args):
@@ -137,7 +138,7 @@ def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy
     with pytest.raises(KeyboardInterrupt):
         pipeline.run()
     assert not os.path.exists(os.path.join(work_dir, 'crops.parquet')), 'no partial outputs'
-    manifest = MiningPipeline(mining_cfg.copy(), root, VAL, work_dir, progress=False).run()
+    manifest = MiningPipeline(mining_cfg, root, VAL, work_dir, progress=False).run()
     total = first_run[1]['cache']['detect_embed']['computed_batches']
     assert manifest['cache']['detect_embed'] == dict(key=first_run[1]['cache']['detect_embed']['key'],
                                                      reused_batches=2, computed_batches=total - 2)
@@ -158,7 +159,7 @@ def test_missing_and_corrupt_images_are_counted_skips(toy_world, mining_cfg, tmp
 
     ann = _subset_pickle(root, tmp_path, 3, break_two_images)
     work_dir = str(tmp_path / 'work')
-    manifest = run_mining(mining_cfg.copy(), root, ann, work_dir, progress=False)
+    manifest = run_mining(mining_cfg, root, ann, work_dir, progress=False)
     assert manifest['skips']['images_missing'] == 1 and manifest['skips']['images_corrupt'] == 1
     frames = _read(work_dir, 'frames.parquet')
     assert len(frames) == 18 and sorted(frames.status.unique()) == ['corrupt', 'missing', 'ok']
@@ -174,7 +175,7 @@ def test_missing_and_corrupt_images_are_counted_skips(toy_world, mining_cfg, tmp
 ])
 def test_frames_without_crops_finish_with_empty_tables(toy_world, mining_cfg, tmp_path, options, skip):
     root, _ = toy_world
-    cfg = mining_cfg.copy()
+    cfg = mining_cfg
     cfg.merge_from_dict(options)
     ann = _subset_pickle(root, tmp_path, 2)
     manifest = run_mining(cfg, root, ann, str(tmp_path / 'work'), progress=False)
@@ -190,7 +191,7 @@ def test_frames_without_crops_finish_with_empty_tables(toy_world, mining_cfg, tm
     (dict(outliers=dict(combine='majority')), ValueError, 'combine'),
 ])
 def test_bad_config_fails_before_any_work(toy_world, mining_cfg, tmp_path, options, error, match):
-    cfg = mining_cfg.copy()
+    cfg = mining_cfg
     cfg.merge_from_dict(options)
     with pytest.raises(error, match=match):
         run_mining(cfg, toy_world[0], VAL, str(tmp_path / 'work'), progress=False)
@@ -203,13 +204,13 @@ def test_bad_inputs_fail_before_any_work(toy_world, mining_cfg, tmp_path):
     with open(not_v2, 'wb') as f:
         pickle.dump({'infos': [], 'metadata': {}}, f)
     with pytest.raises(InfoPickleError, match='data_list'):
-        run_mining(mining_cfg.copy(), root, str(not_v2), str(tmp_path / 'w1'), progress=False)
+        run_mining(mining_cfg, root, str(not_v2), str(tmp_path / 'w1'), progress=False)
     garbage = tmp_path / 'garbage.pkl'
     garbage.write_bytes(b'not a pickle')
     with pytest.raises(InfoPickleError, match='cannot read'):
-        run_mining(mining_cfg.copy(), root, str(garbage), str(tmp_path / 'w2'), progress=False)
+        run_mining(mining_cfg, root, str(garbage), str(tmp_path / 'w2'), progress=False)
     with pytest.raises(FileNotFoundError, match='data root'):
-        run_mining(mining_cfg.copy(), str(tmp_path / 'nowhere'), VAL, str(tmp_path / 'w3'), progress=False)
+        run_mining(mining_cfg, str(tmp_path / 'nowhere'), VAL, str(tmp_path / 'w3'), progress=False)
 
 
 def test_unavailable_real_models_stop_before_any_work(toy_world, tmp_path):

@@ -5,7 +5,6 @@ import os
 import pickle
 import shutil
 
-import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 

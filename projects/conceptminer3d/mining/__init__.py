@@ -1,6 +1,7 @@
 """The mining pipeline (``tools/mine.py``): see ``pipeline.py``; tables in ``contracts.py``."""
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 from mmengine.config import Config
@@ -11,7 +12,8 @@ from .pipeline import MiningPipeline
 
 
 def load_mining_config(config, cfg_options: Optional[dict] = None) -> Config:
-    cfg = config if isinstance(config, Config) else Config.fromfile(config)
+    # A Config passed in is copied: merging options must not change the caller's object.
+    cfg = copy.deepcopy(config) if isinstance(config, Config) else Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg

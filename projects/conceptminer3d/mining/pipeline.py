@@ -13,7 +13,7 @@ import os
 import platform
 import time
 from collections import Counter, defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -125,11 +125,17 @@ class MiningPipeline:
         return threads
 
     # -- stage 2+3: detection, crops and embeddings, per batch of frames ------------------
+    @staticmethod
+    def _file_identity(frame: Frame) -> tuple:
+        if frame.status != FRAME_STATUS_OK:
+            return frame.frame_id, frame.img_path, frame.status
+        stat = os.stat(frame.img_path)
+        return frame.frame_id, frame.img_path, stat.st_size, stat.st_mtime_ns
+
     def _detection_payload(self, frames: Sequence[Frame]) -> dict:
-        files = [(f.frame_id, f.img_path, *(lambda s: (s.st_size, s.st_mtime_ns))(os.stat(f.img_path)))
-                 if f.status == FRAME_STATUS_OK else (f.frame_id, f.img_path, f.status) for f in frames]
-        return dict(frames=files, detector=_plain(self.cfg.detector), embedder=_plain(self.cfg.embedder),
-                    crops=_plain(self.cfg.crops), frame_batch_size=self.cfg.frame_batch_size)
+        return dict(frames=[self._file_identity(f) for f in frames], detector=_plain(self.cfg.detector),
+                    embedder=_plain(self.cfg.embedder), crops=_plain(self.cfg.crops),
+                    frame_batch_size=self.cfg.frame_batch_size)
 
     def _process_batch(self, frames: Sequence[Frame], decoded) -> tuple:
         crops_cfg = self.cfg.crops
@@ -190,7 +196,7 @@ class MiningPipeline:
             self.threads = self._set_threads()
         start = time.perf_counter()
         bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not self.progress)
-        bar.update(sum(len(batches[i]) for i in range(len(batches)) if i not in set(todo)))
+        bar.update(len(frames) - sum(len(batches[i]) for i in todo))
         for i, decoded in zip(todo, prefetched([batches[i] for i in todo])):
             frame_table, crop_table, embeddings = self._process_batch(batches[i], decoded)
             cache.save(i, dict(frames=frame_table, crops=crop_table), embeddings)

@@ -221,3 +221,26 @@ def test_unavailable_real_models_stop_before_any_work(toy_world, tmp_path):
                    str(tmp_path / 'work'), progress=False)
     assert 'yolov8l.pt' in str(err.value)
     assert not os.path.exists(tmp_path / 'work' / 'cache')
+
+
+def test_per_class_outliers_and_blip_captions(toy_world, toy_models, mining_cfg, tmp_path):
+    """Options: one outlier model per YOLO class, and BLIP instead of Qwen2-VL."""
+    root, _ = toy_world
+    mining_cfg.outliers.per_class = True
+    mining_cfg.outliers.min_crops = 5
+    mining_cfg.captioner = dict(type='BlipCaptioner', model=toy_models['blip'], max_new_tokens=6, batch_size=8)
+    ann = _subset_pickle(root, tmp_path, 4)
+    work_dir = str(tmp_path / 'work')
+    manifest = run_mining(mining_cfg, root, ann, work_dir, progress=False)
+    crops = _read(work_dir, 'crops.parquet')
+    scored = 0
+    for cls, group in crops.groupby('yolo_class'):
+        if len(group) >= 5:  # each class big enough gets its own model and its own share of outliers
+            assert abs(group.is_outlier_knn.sum() - 0.1 * len(group)) <= 1, cls
+            scored += len(group)
+        else:
+            assert not group.is_outlier.any() and (group.outlier_score_knn == 0).all()
+    assert scored > 0 and manifest['skips'].get('outlier_groups_too_small', 0) == \
+        sum(len(g) < 5 for _, g in crops.groupby('yolo_class'))
+    captions = _read(work_dir, 'captions.parquet')
+    assert len(captions) == crops.caption_selected.sum() and manifest['config']['captioner']['type'] == 'BlipCaptioner'

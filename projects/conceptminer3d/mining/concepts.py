@@ -55,6 +55,13 @@ def adaptive_text_weight(image_caption_cos: np.ndarray) -> np.ndarray:
     return np.clip(0.2 + 0.6 * quality, 0.1, 0.8)
 
 
+def validate_text_weight(weight_text: TextWeight) -> None:
+    if weight_text == 'adaptive':
+        return
+    if isinstance(weight_text, bool) or not isinstance(weight_text, (int, float)) or not 0.0 <= weight_text <= 1.0:
+        raise ValueError(f"weight_text must be 'adaptive' or a number in [0, 1], got {weight_text!r}")
+
+
 def score_concepts(image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: np.ndarray,
                    weight_text: TextWeight = 'adaptive') -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (scores (n, c), text weight per crop (n,), cos(image, caption) (n,)).
@@ -62,13 +69,10 @@ def score_concepts(image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: 
     All embeddings must be L2-normalised, so dot products are cosines."""
     if image_emb.shape != caption_emb.shape:
         raise ValueError(f'image and caption embeddings differ in shape: {image_emb.shape} vs {caption_emb.shape}')
+    validate_text_weight(weight_text)
     image_caption_cos = np.einsum('nd,nd->n', image_emb, caption_emb)
-    if weight_text == 'adaptive':
-        w = adaptive_text_weight(image_caption_cos)
-    elif isinstance(weight_text, (int, float)) and 0.0 <= weight_text <= 1.0:
-        w = np.full(len(image_emb), float(weight_text))
-    else:
-        raise ValueError(f"weight_text must be 'adaptive' or a number in [0, 1], got {weight_text!r}")
+    w = (adaptive_text_weight(image_caption_cos) if weight_text == 'adaptive'
+         else np.full(len(image_emb), float(weight_text)))
     scores = (1.0 - w)[:, None] * (image_emb @ concept_emb.T) + w[:, None] * (caption_emb @ concept_emb.T)
     return scores.astype(np.float32), w.astype(np.float32), image_caption_cos.astype(np.float32)
 

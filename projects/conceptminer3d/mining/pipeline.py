@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
 from .cache import StageCache
-from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k
+from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
 from .contracts import (CAPTION_SCHEMA, CAPTIONS_FILE, CONCEPT_SCHEMA, CONCEPTS_FILE, CROP_SCHEMA, CROPS_FILE,
                         EMBEDDINGS_FILE, FRAME_SCHEMA, FRAME_STATUS_OK, FRAMES_FILE, MANIFEST_FILE,
                         concat_tables, crop_id, rows_to_table, write_json_atomic, write_npy_atomic,
@@ -82,7 +82,7 @@ class MiningPipeline:
         # Everything that can be wrong with the configuration fails here, before any work.
         self.vocabulary = ConceptVocabulary(**_plain(cfg.concepts.vocabulary))
         self.weight_text = cfg.concepts.get('weight_text', 'adaptive')
-        score_concepts(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), self.weight_text)
+        validate_text_weight(self.weight_text)
         self.outlier_detectors = {}
         for method in cfg.outliers.methods:
             method = _plain(method)
@@ -280,26 +280,34 @@ class MiningPipeline:
         if missing:
             self._set_threads()
             self._caption_missing(selected.take(missing), cache, done)
+        wanted = [cid for cid in wanted if cid in done]
         captions = rows_to_table([dict(crop_id=cid, caption=done[cid][0]) for cid in wanted], CAPTION_SCHEMA)
         dim = self.embedder.embedding_dim if not done else len(next(iter(done.values()))[1])
         caption_emb = (np.stack([done[cid][1] for cid in wanted]) if wanted else np.zeros((0, dim), np.float32))
         return captions, caption_emb.astype(np.float32)
 
     def _caption_missing(self, todo: pa.Table, cache: StageCache, done: Dict[str, tuple]) -> None:
-        """Caption in batches grouped by frame so that each image is decoded once."""
+        """Caption in batches of crops sorted by frame, so each image is decoded once."""
         batch_size = int(self.cfg.captioner.get('batch_size', 8))
-        frames_paths = self._frame_paths
         rows = sorted(todo.to_pylist(), key=lambda r: (r['sample_token'], r['camera'], r['crop_index']))
         next_index = max(cache.completed(), default=-1) + 1
+        frame_key, image = None, None
         bar = tqdm(total=len(rows), desc='captions', unit='crop', disable=not self.progress)
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            images, crops = {}, []
-            for r in chunk:
-                key = (r['sample_token'], r['camera'])
-                if key not in images:
-                    images[key], _ = decode_image(frames_paths[key])
-                crops.append(images[key].crop((r['crop_x1'], r['crop_y1'], r['crop_x2'], r['crop_y2'])))
+            chunk, crops = [], []
+            batch = rows[start:start + batch_size]
+            bar.update(len(batch))
+            for r in batch:
+                if (r['sample_token'], r['camera']) != frame_key:
+                    frame_key = (r['sample_token'], r['camera'])
+                    image, _ = decode_image(self._frame_paths[frame_key])
+                if image is None:  # readable when detected, gone or broken since: a counted skip
+                    self.skips['caption_images_unreadable'] += 1
+                    continue
+                chunk.append(r)
+                crops.append(image.crop((r['crop_x1'], r['crop_y1'], r['crop_x2'], r['crop_y2'])))
+            if not crops:
+                continue
             t0 = time.perf_counter()
             texts = self.captioner.caption(crops)
             self.timer.add('caption', time.perf_counter() - t0, len(crops))
@@ -312,7 +320,6 @@ class MiningPipeline:
             next_index += 1
             for r, t, e in zip(chunk, texts, text_emb):
                 done[r['crop_id']] = (t, e)
-            bar.update(len(chunk))
         bar.close()
 
     # -- stage 6: concepts --------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Training on mined subsets: the data-mining hook path end to end, and BEVFusion's config."""
 import hashlib
+import json
 import math
 import os
 import pickle
@@ -66,6 +67,8 @@ def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(to
     with open(os.path.join(root, 'nuscenes_infos_train.pkl'), 'rb') as f:
         n_train = len(pickle.load(f)['data_list'])
     assert len(subset) == 2 * round(0.1 * n_train)
+    with open(os.path.join(tmp_path, 'mining', 'manifest.json')) as f:
+        assert json.load(f)['subsets']['num_selected'] == len(subset)
     inner = runner.train_dataloader.dataset.dataset
     assert type(inner).__name__ == 'SubsetNuScenesDataset' and len(inner) == len(subset)
     losses = runner.message_hub.get_scalar('train/loss').data[0]

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
 from typing import Optional
 
 from mmengine.config import Config
 
 # Imported for registration: each module registers its components in conceptminer3d.registry.
 from . import captioning, detection, embedding, frames, outliers  # noqa: F401,E402
+from .contracts import MANIFEST_FILE, write_json_atomic
 from .pipeline import MiningPipeline
 
 
@@ -26,15 +29,13 @@ def run_mining(config, data_root: str, ann_file: str, work_dir: str, cfg_options
     manifest = MiningPipeline(cfg, data_root, ann_file, work_dir, progress=progress).run()
     if cfg.get('subsets'):
         manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
+        write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
     return manifest
 
 
 def build_subsets_from_config(cfg: Config, data_root: str, ann_file: str, work_dir: str) -> dict:
     """The last stage of tools/mine.py: subset pickles from the mining outputs in ``work_dir``."""
-    import logging
-    import os
-
-    from ..subsets import SubsetSpec, build_subsets
+    from ..subsets import SubsetSpec, build_subsets  # subsets builds on this package: import late
     settings = dict(cfg.subsets)
     dbinfos = os.path.join(data_root, settings.pop('dbinfos_file', 'nuscenes_dbinfos_train.pkl'))
     if not os.path.isfile(dbinfos):

@@ -12,6 +12,7 @@ from PIL import Image
 from conceptminer3d.mining import MiningPipeline, run_mining
 from conceptminer3d.mining.frames import InfoPickleError
 from conceptminer3d.mining.model_loading import ModelUnavailableError
+from conceptminer3d.subsets import subset_infos
 
 from conftest import REPO
 
@@ -21,8 +22,7 @@ VAL = 'nuscenes_infos_val.pkl'
 
 def _subset_pickle(root, tmp_path, n, edit=None):
     with open(os.path.join(root, VAL), 'rb') as f:
-        infos = pickle.load(f)
-    infos['data_list'] = infos['data_list'][:n]
+        infos = subset_infos(pickle.load(f), range(n))
     if edit:
         edit(infos['data_list'])
     path = str(tmp_path / 'subset.pkl')

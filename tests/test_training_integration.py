@@ -9,7 +9,7 @@ import shutil
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conceptminer3d.launch import retarget_data_root
+from conceptminer3d.launch import replace_path_prefix, retarget_data_root
 
 from conftest import REPO
 
@@ -31,8 +31,7 @@ def _mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_to
         'detector.model': toy_models['yolo'], 'detector.max_det': 3, 'embedder.model_name': toy_models['clip'],
         'captioner.model': toy_models['qwen2_vl'], 'captioner.max_new_tokens': 4,
         'frames.cameras': ['CAM_FRONT', 'CAM_BACK_LEFT'], 'caption_selection.yolo_classes': []})
-    old_dir = os.path.dirname(cfg.subset_dir)
-    cfg = Config(_replace_prefix(cfg.to_dict(), old_dir, mining_dir), filename=cfg.filename)
+    cfg = replace_path_prefix(cfg, os.path.dirname(cfg.subset_dir), mining_dir)
     cfg.work_dir = os.path.join(work_dir, 'train')
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = ITERS
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
@@ -40,14 +39,6 @@ def _mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_to
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
     cfg.default_hooks.logger.interval = 1
     return cfg
-
-
-def _replace_prefix(node, old, new):
-    if isinstance(node, dict):
-        return {k: _replace_prefix(v, old, new) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_replace_prefix(v, old, new) for v in node]
-    return new + node[len(old):] if isinstance(node, str) and node.startswith(old) else node
 
 
 def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(toy_world, toy_models, tmp_path):

@@ -139,15 +139,13 @@ def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
 
 
 def _subset_pickle(data_root: str, ann_file: str, num_samples: int, out_path: str) -> str:
-    import os
     import pickle
 
-    from .mining.frames import load_info_pickle
-    path = ann_file if os.path.isabs(ann_file) else os.path.join(data_root, ann_file)
-    infos = load_info_pickle(path)
-    infos = dict(infos, data_list=infos['data_list'][:num_samples])
+    from .mining.frames import load_info_pickle, resolve_ann_file
+    from .subsets import subset_infos
+    infos = load_info_pickle(resolve_ann_file(data_root, ann_file))
     with open(out_path, 'wb') as f:
-        pickle.dump(infos, f)
+        pickle.dump(subset_infos(infos, range(min(num_samples, len(infos['data_list'])))), f)
     return out_path
 
 

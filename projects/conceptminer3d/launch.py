@@ -22,14 +22,10 @@ def load_run_config(config: str, work_dir: Optional[str] = None, cfg_options: Op
     return cfg
 
 
-def retarget_data_root(cfg: Config, data_root: str) -> Config:
-    """Point every path under the config's ``data_root`` at ``data_root`` instead.
-
-    mmengine resolves ``data_root + 'x.pkl'`` when the file is parsed, so overriding
-    ``data_root`` alone (e.g. with --cfg-options) would leave the derived paths behind.
-    """
-    old = cfg.data_root.rstrip('/')
-    new = data_root.rstrip('/')
+def replace_path_prefix(cfg: Config, old: str, new: str) -> Config:
+    """A copy of ``cfg`` with every string that is ``old`` or starts with ``old/`` moved
+    under ``new`` (paths derived at parse time, e.g. ``data_root + 'x.pkl'``, included)."""
+    old, new = old.rstrip('/'), new.rstrip('/')
 
     def walk(node):
         if isinstance(node, dict):
@@ -41,3 +37,12 @@ def retarget_data_root(cfg: Config, data_root: str) -> Config:
         return node
 
     return Config(walk(cfg.to_dict()), filename=cfg.filename)
+
+
+def retarget_data_root(cfg: Config, data_root: str) -> Config:
+    """Point every path under the config's ``data_root`` at ``data_root`` instead.
+
+    mmengine resolves ``data_root + 'x.pkl'`` when the file is parsed, so overriding
+    ``data_root`` alone (e.g. with --cfg-options) would leave the derived paths behind.
+    """
+    return replace_path_prefix(cfg, cfg.data_root, data_root)

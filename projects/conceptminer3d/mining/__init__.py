@@ -11,6 +11,7 @@ from mmengine.config import Config
 # Imported for registration: each module registers its components in conceptminer3d.registry.
 from . import captioning, detection, embedding, frames, outliers  # noqa: F401,E402
 from .contracts import MANIFEST_FILE, write_json_atomic
+from .frames import resolve_ann_file
 from .pipeline import MiningPipeline
 
 
@@ -41,8 +42,8 @@ def build_subsets_from_config(cfg: Config, data_root: str, ann_file: str, work_d
     if not os.path.isfile(dbinfos):
         logging.getLogger('conceptminer3d.mining').warning('no GT database at %s: subsets get no dbinfos', dbinfos)
         dbinfos = None
-    train_pkl = ann_file if os.path.isabs(ann_file) or os.path.isfile(ann_file) else os.path.join(data_root, ann_file)
-    summary = build_subsets(work_dir, train_pkl, SubsetSpec(**settings), dbinfos_pkl=dbinfos)
+    summary = build_subsets(work_dir, resolve_ann_file(data_root, ann_file), SubsetSpec(**settings),
+                            dbinfos_pkl=dbinfos)
     return {k: v for k, v in summary.items() if k != 'selected'}
 
 

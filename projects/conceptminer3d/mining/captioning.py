@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 
 from ..registry import CAPTIONERS
+from .concepts import NUSCENES_CLASSES
 from .model_loading import resolve_hf_model
 
 __all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner',
            'DEFAULT_QWEN2VL_PROMPT']
 
-NUSCENES_CLASSES = ('car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier',
-                    'motorcycle', 'bicycle', 'pedestrian', 'traffic_cone')
 DEFAULT_QWEN2VL_PROMPT = (
     'What is the main object in this image? Describe it in one short sentence, then say which '
     f'nuScenes class it belongs to: {", ".join(NUSCENES_CLASSES)}, or others.')

@@ -34,6 +34,12 @@ class Frame:
         return frame_id(self.sample_token, self.camera)
 
 
+def resolve_ann_file(data_root: str, ann_file: str) -> str:
+    """``ann_file`` as given if it is absolute or exists, else relative to ``data_root``
+    (as mmdet3d datasets read it)."""
+    return ann_file if os.path.isabs(ann_file) or os.path.isfile(ann_file) else os.path.join(data_root, ann_file)
+
+
 def load_info_pickle(path: str) -> dict:
     if not os.path.isfile(path):
         raise InfoPickleError(f'info pickle not found: {path}')
@@ -78,7 +84,7 @@ class InfoPickleFrames:
     def load(self, data_root: str, ann_file: str) -> List[Frame]:
         if not os.path.isdir(data_root):
             raise FileNotFoundError(f'data root not found: {data_root}')
-        path = ann_file if os.path.isabs(ann_file) or os.path.isfile(ann_file) else os.path.join(data_root, ann_file)
+        path = resolve_ann_file(data_root, ann_file)
         infos = load_info_pickle(path)
         version = infos.get('metainfo', {}).get('version')
         scenes = scene_tokens_from_tables(data_root, version)

@@ -1,16 +1,17 @@
 # Two commands for a new user (see README.md):
 #   make demo   set up on first use, then run the demo on the toy nuScenes world
-#   make test   set up on first use, then run the test suite
+#   make test   set up on first use, then run the linter and the test suite
+#   make lint   ruff (ruff.toml): lint and format check
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 # Re-run set-up whenever what it installs changes.
-SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements/runtime.txt setup.py tools/build_mmcv.sh | sha1sum | cut -c1-12)
+SETUP_STAMP := $(VENV)/.setup-$(shell cat requirements/runtime.txt requirements/dev.txt setup.py tools/build_mmcv.sh | sha1sum | cut -c1-12)
 DATA := data/toy_nuscenes# the toy configs' data_root
 WORK := work_dirs# the *_toy configs read their mining outputs from work_dirs/mining_toy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint benchmark clean
 
 setup: $(SETUP_STAMP)
 
@@ -18,7 +19,7 @@ $(SETUP_STAMP):
 	@echo ">>> Setting up $(VENV) (first run: torch, the OpenMMLab stack, and an mmcv build)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 'setuptools>=77,<82' wheel
-	$(PY) -m pip install -q -r requirements/runtime.txt
+	$(PY) -m pip install -q -r requirements/runtime.txt -r requirements/dev.txt
 	bash tools/build_mmcv.sh $(VENV)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.setup-*
@@ -33,10 +34,26 @@ demo: setup $(DATA)/nuscenes_infos_val.pkl
 	$(PY) tools/make_toy_models.py --out $(TOY_MODELS)
 	$(PY) tools/mine.py configs/mining/toy.py --data-root $(DATA) --ann-file nuscenes_infos_train.pkl \
 		--work-dir $(WORK)/mining_toy
-	$(PY) tools/train.py configs/centerpoint_full_toy.py --work-dir $(WORK)/centerpoint_full_toy
-	$(PY) tools/train.py configs/centerpoint_mined20_toy.py --work-dir $(WORK)/centerpoint_mined20_toy
+	$(PY) tools/benchmark.py --world toy --arms full mined20 --seeds 0 --work-dir $(WORK)/demo
 
-test: setup
+# The evidence study (docs/benchmarks.md): the benchmark world, mining models trained on a
+# separate world, then every arm x seed, iteration-matched. Resumes where a killed run stopped.
+BENCH_DATA := data/toy_benchmark
+BENCH_ARMS ?= full random20 mined20 mined20_annotations coreset20 full_rare_sampler
+BENCH_SEEDS ?= 0 1 2
+BENCH_ITERS ?= 300
+benchmark: setup
+	test -f $(BENCH_DATA)/nuscenes_infos_val.pkl || $(PY) tools/make_toy_nuscenes.py --preset benchmark --out $(BENCH_DATA)
+	$(PY) tools/train_toy_mining_models.py --out data/toy_models_trained --eval-data-root $(BENCH_DATA)
+	$(PY) tools/benchmark.py --world toy --data-root $(BENCH_DATA) --mining-config configs/mining/toy_trained.py \
+		--mining-dir $(WORK)/benchmark_mining --arms $(BENCH_ARMS) --seeds $(BENCH_SEEDS) --iters $(BENCH_ITERS) \
+		--work-dir $(WORK)/benchmark_toy
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 clean:

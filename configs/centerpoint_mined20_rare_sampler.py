@@ -3,20 +3,7 @@
 # every epoch. See projects/conceptminer3d/samplers/rare_concept_sampler.py for how this
 # relates to CBGS.
 _base_ = ['./centerpoint_mined20.py']
-mining_work_dir = '{{ fileDirname }}/../work_dirs/mining_nuscenes'  # as in the base
-subset_dir = mining_work_dir + '/subsets'
-train_dataloader = dict(
-    sampler=dict(_delete_=True, type='RareConceptSampler', mining_dir=mining_work_dir,
-                 group_weights=dict(Target=4.0, Rare=2.0, Common=1.0)),
-    dataset=dict(
-        _delete_=True,
-        type='SubsetNuScenesDataset',
-        data_root={{_base_.data_root}},
-        ann_file=subset_dir + '/nuscenes_infos_train_random10_target10.pkl',
-        db_info_path=subset_dir + '/nuscenes_dbinfos_train_random10_target10.pkl',
-        pipeline={{_base_.train_pipeline}},
-        metainfo=dict(classes={{_base_.class_names}}),
-        test_mode=False,
-        data_prefix={{_base_.data_prefix}},
-        use_valid_flag=True,
-        box_type_3d='LiDAR'))
+# The train set is the base's CBGS-wrapped dataset, unwrapped; the sampler reads the mining
+# outputs from that dataset's mining_dir.
+train_dataloader = dict(sampler=dict(_delete_=True, type='RareConceptSampler'),
+                        dataset=dict(_delete_=True, **_base_.train_dataloader.dataset.dataset))

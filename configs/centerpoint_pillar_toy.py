@@ -14,10 +14,7 @@ batch_size = 2
 lr = 1e-3
 sweeps_num = 2  # the toy world records 2 lidar sweeps per 0.5 s (nuScenes: 9)
 
-class_names = [
-    'car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier', 'motorcycle',
-    'bicycle', 'pedestrian', 'traffic_cone'
-]
+class_names = _base_.class_names  # the stock ten nuScenes classes, in the stock order
 metainfo = dict(classes=class_names, version=version)
 point_cloud_range = [-25.6, -25.6, -5.0, 25.6, 25.6, 3.0]
 voxel_size = [0.4, 0.4, 8]
@@ -43,17 +40,7 @@ model = dict(
     test_cfg=dict(pts=dict(pc_range=point_cloud_range[:2], voxel_size=voxel_size[:2],
                            post_center_limit_range=post_range)))
 
-db_sampler = dict(
-    data_root=data_root,
-    info_path=data_root + db_info_file,
-    rate=1.0,
-    prepare=dict(
-        filter_by_difficulty=[-1],
-        filter_by_min_points={name: 5 for name in class_names}),
-    classes=class_names,
-    sample_groups=dict(car=2, truck=3, construction_vehicle=7, bus=4, trailer=6, barrier=2,
-                       motorcycle=6, bicycle=6, pedestrian=2, traffic_cone=2),
-    points_loader=dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=[0, 1, 2, 3, 4]))
+db_sampler = dict(_base_.db_sampler, data_root=data_root, info_path=data_root + db_info_file)
 load_points = [
     dict(type='LoadPointsFromFile', coord_type='LIDAR', load_dim=5, use_dim=5),
     dict(type='LoadPointsFromMultiSweeps', sweeps_num=sweeps_num, use_dim=[0, 1, 2, 3, 4],

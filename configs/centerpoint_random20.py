@@ -1,9 +1,4 @@
 # CenterPoint pillar02 trained on the random 20% baseline: same size and seed as the mined
 # subset, written by the same subset stage (so the hook runs here too).
 _base_ = ['./centerpoint_mined20.py']
-mining_work_dir = '{{ fileDirname }}/../work_dirs/mining_nuscenes'  # as in the base
-subset_dir = mining_work_dir + '/subsets'
-subset = 'random20'
-train_dataloader = dict(dataset=dict(dataset=dict(
-    ann_file=subset_dir + f'/nuscenes_infos_train_{subset}.pkl',
-    db_info_path=subset_dir + f'/nuscenes_dbinfos_train_{subset}.pkl')))
+train_dataloader = dict(dataset=dict(dataset=dict(subset='random20')))

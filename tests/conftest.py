@@ -1,13 +1,13 @@
 import copy
-import os
 
 import pytest
-from mmengine.config import Config
 
-from conceptminer3d.mining.toy_models import build_toy_models
+from conceptminer3d.apis import run_mining
+from conceptminer3d.toy_models import build_toy_models
 from conceptminer3d.toy_world import ToyWorldConfig, build_toy_dataset
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import toy_mining_cfg
+
 # The default scene layout (8 mini_train + 2 mini_val scenes) with fewer samples and
 # smaller images than `make demo`, to keep the suite fast.
 TEST_WORLD = ToyWorldConfig(samples_per_scene=6, image_width=480, image_height=270, seed=0)
@@ -24,12 +24,14 @@ def toy_world(tmp_path_factory):
 @pytest.fixture(scope='session')
 def nusc(toy_world):
     from nuscenes.nuscenes import NuScenes
+
     root, config = toy_world
     return NuScenes(version=config.version, dataroot=root, verbose=False)
 
 
 @pytest.fixture(scope='session')
 def toy_models(tmp_path_factory):
+    """The four toy models, built once per session (``build_toy_models``' paths)."""
     return build_toy_models(str(tmp_path_factory.mktemp('models') / 'toy_models'))
 
 
@@ -37,11 +39,8 @@ def toy_models(tmp_path_factory):
 def session_mining_cfg(toy_models):
     """configs/mining/toy.py pointed at the session's toy models, sized for the tests.
     Never mutate it: take ``mining_cfg`` (a deep copy) instead."""
-    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'mining', 'toy.py'))
-    cfg.detector.model = toy_models['yolo']
+    cfg = toy_mining_cfg(toy_models)
     cfg.detector.max_det = 4
-    cfg.embedder.model_name = toy_models['clip']
-    cfg.captioner.model = toy_models['qwen2_vl']
     cfg.captioner.max_new_tokens = 6
     cfg.caption_selection.yolo_classes = []  # caption the outliers only
     return cfg
@@ -55,7 +54,6 @@ def mining_cfg(session_mining_cfg):
 @pytest.fixture(scope='session')
 def train_mining(toy_world, session_mining_cfg, tmp_path_factory):
     """Mining outputs of the toy *train* pickle (two cameras, to keep it quick)."""
-    from conceptminer3d.mining import run_mining
     cfg = copy.deepcopy(session_mining_cfg)
     cfg.frames.cameras = ['CAM_FRONT', 'CAM_BACK']
     cfg.subsets = None

@@ -1,4 +1,5 @@
 """The toy CenterPoint really trains on CPU and is evaluated by the stock NuScenesMetric."""
+
 import json
 import math
 import os
@@ -7,9 +8,7 @@ import pickle
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conceptminer3d.launch import retarget_data_root
-
-from conftest import REPO
+from helpers import REPO, retarget_data_root
 
 ITERS = 24
 
@@ -34,19 +33,23 @@ def test_toy_centerpoint_trains_and_is_evaluated_by_the_devkit(toy_world, tmp_pa
     assert last < 0.8 * first, f'loss did not fall: {first:.3f} -> {last:.3f}'
 
     # the loop validated after its last iteration; RuntimeInfoHook keeps the metrics
-    metrics = {key: runner.message_hub.get_scalar(f'val/NuScenes metric/pred_instances_3d_NuScenes/{key}').current()
-               for key in ('mAP', 'NDS')}
+    metrics = {
+        key: runner.message_hub.get_scalar(f'val/NuScenes metric/pred_instances_3d_NuScenes/{key}').current()
+        for key in ('mAP', 'NDS')
+    }
     assert 0.0 <= metrics['mAP'] <= 1.0 and 0.0 <= metrics['NDS'] <= 1.0
     with open(os.path.join(root, 'nuscenes_infos_val.pkl'), 'rb') as f:
         val_tokens = {info['token'] for info in pickle.load(f)['data_list']}
-    result_files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'results') for f in fs
-                    if f == 'results_nusc.json']
+    result_files = [
+        os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'results') for f in fs if f == 'results_nusc.json'
+    ]
     with open(result_files[-1]) as f:
         results = json.load(f)['results']
     assert set(results) == val_tokens
     # the devkit wrote its own summary for the same numbers
-    summaries = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'results') for f in fs
-                 if f == 'metrics_summary.json']
+    summaries = [
+        os.path.join(d, f) for d, _, fs in os.walk(tmp_path / 'results') for f in fs if f == 'metrics_summary.json'
+    ]
     with open(summaries[-1]) as f:
         summary = json.load(f)
     assert math.isclose(summary['nd_score'], metrics['NDS'], abs_tol=1e-4)

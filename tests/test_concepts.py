@@ -1,8 +1,19 @@
+import os
+
 import numpy as np
 import pytest
+from mmengine.config import Config
 
-from conceptminer3d.mining.concepts import (ConceptVocabulary, adaptive_text_weight, assign_groups,
-                                            score_concepts, top_k)
+from conceptminer3d.mining.concepts import (
+    NUSCENES_CLASSES,
+    ConceptVocabulary,
+    adaptive_text_weight,
+    assign_groups,
+    score_concepts,
+    top_k,
+)
+
+from helpers import REPO
 
 
 def _unit(v):
@@ -38,21 +49,32 @@ def test_top_k_orders_best_first_and_breaks_ties_by_vocabulary_order():
 
 
 def test_grouping_rules():
-    vocab = ConceptVocabulary(concepts=('car', 'truck', 'dog', 'pedestrian'), target=('truck',),
-                              common=('car', 'pedestrian'))
+    vocab = ConceptVocabulary(
+        concepts=('car', 'truck', 'dog', 'pedestrian'), target=('truck',), common=('car', 'pedestrian')
+    )
     assert assign_groups(['truck', 'dog', 'car', 'pedestrian'], vocab) == ['Target', 'Rare', 'Common', 'Common']
     assert vocab.prompts()[0] == 'a photo of a car'
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(concepts=()), 'empty'),
-    (dict(concepts=('car', 'car')), 'duplicates'),
-    (dict(concepts=('car',), target=('truck',), common=()), 'not in the vocabulary'),
-    (dict(prompt_template='photo'), "'{}'"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(concepts=()), 'empty'),
+        (dict(concepts=('car', 'car')), 'duplicates'),
+        (dict(concepts=('car',), target=('truck',)), 'not in the vocabulary'),
+        (dict(concepts=('car',), prompt_template='photo'), "'{}'"),
+    ],
+)
 def test_bad_vocabularies_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ConceptVocabulary(**kwargs)
+        ConceptVocabulary(**dict(dict(target=(), common=()), **kwargs))
+
+
+def test_default_mining_vocabulary_starts_with_the_nuscenes_classes():
+    """The config's vocabulary is the one written list; the package's class list must agree."""
+    vocabulary = Config.fromfile(os.path.join(REPO, 'configs', 'mining', 'default.py')).concepts.vocabulary
+    ConceptVocabulary(**vocabulary)
+    assert tuple(vocabulary.concepts[: len(NUSCENES_CLASSES)]) == NUSCENES_CLASSES
 
 
 def test_bad_text_weight_is_refused():

@@ -4,6 +4,7 @@ import pickle
 import numpy as np
 from nuscenes.utils import splits
 
+from conceptminer3d.mining.concepts import NUSCENES_CLASSES
 from conceptminer3d.toy_world.catalog import CAMERA_CHANNELS
 
 
@@ -16,8 +17,9 @@ def test_info_pickles_follow_the_official_splits(toy_world, nusc):
     root, config = toy_world
     train, val = _load(root, 'nuscenes_infos_train.pkl'), _load(root, 'nuscenes_infos_val.pkl')
     scene_name = {s['token']: s['name'] for s in nusc.scene}
-    split_of = {s['token']: 'train' if scene_name[s['scene_token']] in splits.mini_train else 'val'
-                for s in nusc.sample}
+    split_of = {
+        s['token']: 'train' if scene_name[s['scene_token']] in splits.mini_train else 'val' for s in nusc.sample
+    }
     assert len(train['data_list']) + len(val['data_list']) == len(nusc.sample)
     assert {i['token'] for i in train['data_list']} == {t for t, s in split_of.items() if s == 'train'}
     assert {i['token'] for i in val['data_list']} == {t for t, s in split_of.items() if s == 'val'}
@@ -35,11 +37,17 @@ def test_info_pickles_follow_the_official_splits(toy_world, nusc):
 def test_nuscenes_dataset_reads_the_pickles(toy_world, nusc):
     from mmdet3d.datasets import NuScenesDataset
     from mmengine.registry import init_default_scope
+
     init_default_scope('mmdet3d')
     root, config = toy_world
-    dataset = NuScenesDataset(data_root=root, ann_file='nuscenes_infos_train.pkl', pipeline=[],
-                              metainfo=dict(version=config.version), test_mode=False,
-                              data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''))
+    dataset = NuScenesDataset(
+        data_root=root,
+        ann_file='nuscenes_infos_train.pkl',
+        pipeline=[],
+        metainfo=dict(version=config.version),
+        test_mode=False,
+        data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''),
+    )
     n_train = sum(s['nbr_samples'] for s in nusc.scene if s['name'] in splits.mini_train)
     assert len(dataset) == n_train
     item = dataset.get_data_info(0)
@@ -52,10 +60,10 @@ def test_gt_database_holds_train_objects_only(toy_world):
     root, _ = toy_world
     db = _load(root, 'nuscenes_dbinfos_train.pkl')
     train = _load(root, 'nuscenes_infos_train.pkl')
-    train_tokens = {i['token'] for i in train['data_list']}
     entries = [e for group in db.values() for e in group]
-    assert len(db) == 10 and len(entries) > 100
-    assert {e['image_idx'] for e in entries} <= train_tokens | set(range(len(train_tokens)))
+    assert set(db) == set(NUSCENES_CLASSES) and len(entries) > 100
+    # image_idx is the sample's position in the train pickle: subset GT databases are cut by it
+    assert {e['image_idx'] for e in entries} <= set(range(len(train['data_list'])))
     for e in entries[:20]:
         points = np.fromfile(os.path.join(root, e['path']), dtype=np.float32).reshape(-1, 5)
         assert len(points) == e['num_points_in_gt']

@@ -1,8 +1,9 @@
 """Model wrappers (YOLO, open_clip, Qwen2-VL, BLIP) on real tiny models built offline, and the
 offline-availability errors for the real model names."""
+
 import hashlib
 import os
-import time
+import socket
 
 import numpy as np
 import pytest
@@ -13,9 +14,10 @@ from conceptminer3d.mining.captioning import BlipCaptioner, Qwen2VLCaptioner
 from conceptminer3d.mining.detection import Detections, YoloDetector
 from conceptminer3d.mining.embedding import OpenClipEmbedder
 from conceptminer3d.mining.model_loading import ModelUnavailableError, check_available
-from conceptminer3d.mining.toy_models import (build_toy_models, build_toy_qwen2_vl,
-                                              toy_component_cfgs)
 from conceptminer3d.registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
+from conceptminer3d.toy_models import build_toy_models, build_toy_qwen2_vl
+
+from helpers import toy_blip_captioner, toy_mining_cfg
 
 # (height, width) of the test images / crops: all different, as crops are.
 SIZES = [(120, 200), (300, 160), (64, 64), (240, 320), (37, 90), (200, 150)]
@@ -29,13 +31,8 @@ def scene(seed: int, height: int, width: int) -> np.ndarray:
     for _ in range(5):
         h, w = rng.integers(4, height // 2 + 5), rng.integers(4, width // 2 + 5)
         y, x = rng.integers(0, height - h + 1), rng.integers(0, width - w + 1)
-        image[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+        image[y : y + h, x : x + w] = rng.integers(0, 256, 3)
     return image
-
-
-@pytest.fixture(scope='module')
-def toy_models(tmp_path_factory):
-    return build_toy_models(str(tmp_path_factory.mktemp('models') / 'toy'), seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -46,12 +43,15 @@ def images():
 @pytest.fixture(scope='module')
 def crops(images):
     return [Image.fromarray(image) for image in images] + [
-        Image.fromarray(scene(10, 48, 30)), Image.fromarray(scene(11, 90, 60))]
+        Image.fromarray(scene(10, 48, 30)),
+        Image.fromarray(scene(11, 90, 60)),
+    ]
 
 
 @pytest.fixture(scope='module')
 def detector(toy_models):
-    return YoloDetector(toy_models['yolo'], conf=1e-4, imgsz=320, max_det=20)
+    """The toy YOLO as configs/mining/toy.py configures it."""
+    return DETECTORS_2D.build(toy_mining_cfg(toy_models).detector)
 
 
 # --------------------------------------------------------------------------- toy models
@@ -69,10 +69,9 @@ def test_toy_models_are_reused_and_deterministic(toy_models, tmp_path):
     assert set(toy_models) == {'yolo', 'clip', 'qwen2_vl', 'blip'}
     assert all(os.path.exists(p) for p in toy_models.values())
     assert not [n for n in os.listdir(os.path.dirname(out_dir)) if '.partial' in n]
-    before = os.stat(toy_models['yolo']).st_mtime_ns
-    start = time.perf_counter()
+    before = {name: os.stat(os.path.join(out_dir, name)).st_mtime_ns for name in os.listdir(out_dir)}
     assert build_toy_models(out_dir, seed=0) == toy_models
-    assert time.perf_counter() - start < 0.5 and os.stat(toy_models['yolo']).st_mtime_ns == before
+    assert {name: os.stat(os.path.join(out_dir, name)).st_mtime_ns for name in os.listdir(out_dir)} == before
     with pytest.raises(FileExistsError):  # never replaces a directory holding other files
         (tmp_path / 'other').mkdir()
         (tmp_path / 'other' / 'notes.txt').write_text('keep me')
@@ -83,13 +82,28 @@ def test_toy_models_are_reused_and_deterministic(toy_models, tmp_path):
     assert _digest(str(tmp_path / 'again')) == _digest(toy_models['qwen2_vl'])
 
 
-def test_components_build_from_configs(toy_models):
-    cfgs = toy_component_cfgs(toy_models)
-    for registry, key in ((DETECTORS_2D, 'detector'), (EMBEDDERS, 'embedder'),
-                          (CAPTIONERS, 'captioner'), (CAPTIONERS, 'blip_captioner')):
-        check_available(registry, cfgs[key])
-    embedder = EMBEDDERS.build(cfgs['embedder'])
-    assert isinstance(embedder, OpenClipEmbedder)
+def test_toy_config_finds_the_toy_models(toy_models):
+    """configs/mining/toy.py names the files build_toy_models writes."""
+    cfg = toy_mining_cfg(toy_models)
+    for registry, component in (
+        (DETECTORS_2D, cfg.detector),
+        (EMBEDDERS, cfg.embedder),
+        (CAPTIONERS, cfg.captioner),
+        (CAPTIONERS, toy_blip_captioner(toy_models)),
+    ):
+        check_available(registry, component)
+    with pytest.raises(ModelUnavailableError, match='no such file'):
+        check_available(DETECTORS_2D, dict(cfg.detector, model=toy_models['yolo'] + '.gone.pt'))
+
+
+def test_check_available_names_the_unknown_type():
+    with pytest.raises(KeyError) as info:
+        check_available(CAPTIONERS, dict(type='GPT5Captioner', model='Qwen/Qwen2-VL-2B-Instruct'))
+    message = info.value.args[0]
+    assert "'GPT5Captioner'" in message and 'BlipCaptioner, Qwen2VLCaptioner' in message
+    assert 'Qwen/Qwen2-VL-2B-Instruct' not in message  # the rest of the config is not the problem
+    with pytest.raises(KeyError, match='needs a type'):
+        check_available(CAPTIONERS, dict(model='Qwen/Qwen2-VL-2B-Instruct'))
 
 
 # --------------------------------------------------------------------------- YOLO
@@ -116,12 +130,12 @@ def test_yolo_results_align_with_inputs(detector, images):
     assert len({det.scores.tobytes() for det in detections}) == len(images)
     for a, b in zip(detections, detector.detect(images[::-1])[::-1]):
         _assert_same(a, b)
-    detector.batch_size = 3
+    batch_size, detector.batch_size = detector.batch_size, 3
     try:
         for a, b in zip(detections, detector.detect(images)):
             _assert_same(a, b)
     finally:
-        detector.batch_size = 16
+        detector.batch_size = batch_size
     assert detector.detect([]) == []
 
 
@@ -139,11 +153,20 @@ def test_yolo_reads_rgb(detector):
     image = scene(42, 240, 320)
     ours = detector.detect([image])[0]
     # ultralytics converts PIL images (RGB) itself: the reference for the channel order.
-    reference = detector.model.predict([Image.fromarray(image)], conf=detector.conf,
-                                       iou=detector.iou, imgsz=detector.imgsz,
-                                       max_det=detector.max_det, verbose=False)[0]
-    _assert_same(ours, Detections(reference.boxes.xyxy.numpy(), reference.boxes.conf.numpy(),
-                                  reference.boxes.cls.numpy().astype(np.int64)))
+    reference = detector.model.predict(
+        [Image.fromarray(image)],
+        conf=detector.conf,
+        iou=detector.iou,
+        imgsz=detector.imgsz,
+        max_det=detector.max_det,
+        verbose=False,
+    )[0]
+    _assert_same(
+        ours,
+        Detections(
+            reference.boxes.xyxy.numpy(), reference.boxes.conf.numpy(), reference.boxes.cls.numpy().astype(np.int64)
+        ),
+    )
     swapped = detector.detect([np.ascontiguousarray(image[..., ::-1])])[0]
     assert not np.allclose(swapped.scores, ours.scores)  # the channel order matters
 
@@ -183,8 +206,7 @@ def test_clip_embeddings(toy_models, crops):
     text_embeddings = embedder.encode_texts(texts)
     assert text_embeddings.shape == (len(texts), embedder.embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(text_embeddings, axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(
-        text_embeddings, np.concatenate([embedder.encode_texts([t]) for t in texts]), atol=1e-5)
+    np.testing.assert_allclose(text_embeddings, np.concatenate([embedder.encode_texts([t]) for t in texts]), atol=1e-5)
     assert embedder.encode_images([]).shape == (0, embedder.embedding_dim)
     # The same directory through open_clip's own schema.
     same = OpenClipEmbedder('local-dir:' + toy_models['clip'], pretrained=None)
@@ -219,11 +241,24 @@ def test_qwen2vl_pads_on_the_left(toy_models, crops):
 
 
 # --------------------------------------------------------------------------- unavailable models
-def _raises_quickly(build, *expected):
-    start = time.perf_counter()
+@pytest.fixture
+def connections(monkeypatch):
+    """Every network connection the test attempts; each is refused. The availability checks
+    must decide offline, so a machine without internet gets the error at once."""
+    attempts = []
+
+    def refuse(sock, address):
+        attempts.append(address)
+        raise OSError(f'no network in this test (tried {address})')
+
+    monkeypatch.setattr(socket.socket, 'connect', refuse)
+    return attempts
+
+
+def _raises_unavailable(connections, build, *expected):
     with pytest.raises(ModelUnavailableError) as info:
         build()
-    assert time.perf_counter() - start < 5, 'the availability check must not wait on the network'
+    assert not connections, f'tried the network: {connections}'
     message = str(info.value)
     for text in expected:
         assert text in message, f'{text!r} not in {message!r}'
@@ -233,32 +268,49 @@ def _raises_quickly(build, *expected):
     return message
 
 
-def test_unavailable_yolo(tmp_path):
-    _raises_quickly(lambda: YoloDetector('yolov8l.pt'), "'yolov8l.pt'",
-                    'github.com/ultralytics/assets/releases/download/', "detector.model='models/")
-    _raises_quickly(lambda: YoloDetector(str(tmp_path / 'missing.pt')), 'no such file')
-    _raises_quickly(lambda: YoloDetector('yolov8l.yml.nope'), 'no such file')
+def test_unavailable_yolo(connections, tmp_path):
+    _raises_unavailable(
+        connections,
+        lambda: YoloDetector('yolov8l.pt'),
+        "'yolov8l.pt'",
+        'github.com/ultralytics/assets/releases/download/',
+        "detector.model='models/",
+    )
+    _raises_unavailable(connections, lambda: YoloDetector(str(tmp_path / 'missing.pt')), 'no such file')
+    _raises_unavailable(connections, lambda: YoloDetector('yolov8l.yml.nope'), 'no such file')
 
 
-def test_unavailable_open_clip(tmp_path):
-    _raises_quickly(
+def test_unavailable_open_clip(connections, tmp_path):
+    _raises_unavailable(
+        connections,
         lambda: OpenClipEmbedder('ViT-B-32', 'laion2b_s34b_b79k', cache_dir=str(tmp_path)),
-        'ViT-B-32/laion2b_s34b_b79k', 'hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K',
-        "embedder.model_name='models/CLIP-ViT-B-32-laion2B-s34B-b79K'")
-    _raises_quickly(lambda: OpenClipEmbedder(str(tmp_path), pretrained=None),
-                    'open_clip_config.json')
-    _raises_quickly(lambda: OpenClipEmbedder('ViT-B-32', 'no-such-tag'), 'no-such-tag')
+        'ViT-B-32/laion2b_s34b_b79k',
+        'hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K',
+        "embedder.model_name='models/CLIP-ViT-B-32-laion2B-s34B-b79K'",
+    )
+    _raises_unavailable(connections, lambda: OpenClipEmbedder(str(tmp_path), pretrained=None), 'open_clip_config.json')
+    _raises_unavailable(connections, lambda: OpenClipEmbedder('ViT-B-32', 'no-such-tag'), 'no-such-tag')
 
 
-def test_unavailable_transformers_models(tmp_path):
+def test_unavailable_transformers_models(connections, tmp_path):
     cache = str(tmp_path / 'empty_hf_cache')
-    _raises_quickly(lambda: Qwen2VLCaptioner(cache_dir=cache), "'Qwen/Qwen2-VL-2B-Instruct'",
-                    'hf download Qwen/Qwen2-VL-2B-Instruct --local-dir models/Qwen2-VL-2B-Instruct',
-                    "captioner.model='models/Qwen2-VL-2B-Instruct'")
-    _raises_quickly(lambda: BlipCaptioner(cache_dir=cache),
-                    'hf download Salesforce/blip-image-captioning-large')
-    _raises_quickly(lambda: Qwen2VLCaptioner(str(tmp_path)), 'no config.json')
+    _raises_unavailable(
+        connections,
+        lambda: Qwen2VLCaptioner(cache_dir=cache),
+        "'Qwen/Qwen2-VL-2B-Instruct'",
+        'hf download Qwen/Qwen2-VL-2B-Instruct --local-dir models/Qwen2-VL-2B-Instruct',
+        "captioner.model='models/Qwen2-VL-2B-Instruct'",
+    )
+    _raises_unavailable(
+        connections, lambda: BlipCaptioner(cache_dir=cache), 'hf download Salesforce/blip-image-captioning-large'
+    )
+    _raises_unavailable(connections, lambda: Qwen2VLCaptioner(str(tmp_path)), 'no config.json')
     # The config-level check, as a mining run does before its first stage.
-    _raises_quickly(lambda: check_available(
-        CAPTIONERS, dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct',
-                         cache_dir=cache, max_new_tokens=8)), 'Qwen/Qwen2-VL-2B-Instruct')
+    _raises_unavailable(
+        connections,
+        lambda: check_available(
+            CAPTIONERS,
+            dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', cache_dir=cache, max_new_tokens=8),
+        ),
+        'Qwen/Qwen2-VL-2B-Instruct',
+    )

@@ -1,4 +1,6 @@
 """Training on mined subsets: the data-mining hook path end to end, and BEVFusion's config."""
+
+import dataclasses
 import hashlib
 import json
 import math
@@ -6,12 +8,13 @@ import os
 import pickle
 import shutil
 
+import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from conceptminer3d.launch import replace_path_prefix, retarget_data_root
+from conceptminer3d.subsets import SubsetSpec, subset_paths
 
-from conftest import REPO
+from helpers import REPO, TOY_MINING_CONFIG, replace_path_prefix, retarget_data_root
 
 ITERS = 6
 
@@ -26,12 +29,19 @@ def _mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_to
     root, _ = toy_world
     cfg = retarget_data_root(Config.fromfile(os.path.join(REPO, 'configs', name)), root)
     mining_dir = os.path.join(work_dir, 'mining')
-    hook = cfg.custom_hooks[0]
-    hook.update(data_root=root, work_dir=mining_dir, progress=False, cfg_options={
-        'detector.model': toy_models['yolo'], 'detector.max_det': 3, 'embedder.model_name': toy_models['clip'],
-        'captioner.model': toy_models['qwen2_vl'], 'captioner.max_new_tokens': 4,
-        'frames.cameras': ['CAM_FRONT', 'CAM_BACK_LEFT'], 'caption_selection.yolo_classes': []})
-    cfg = replace_path_prefix(cfg, os.path.dirname(cfg.subset_dir), mining_dir)
+    cfg = replace_path_prefix(cfg, cfg.mining_work_dir, mining_dir)
+    cfg.custom_hooks[0].update(
+        progress=False,
+        cfg_options={
+            'detector.model': toy_models['yolo'],
+            'detector.max_det': 3,
+            'embedder.model_name': toy_models['clip'],
+            'captioner.model': toy_models['qwen2_vl'],
+            'captioner.max_new_tokens': 4,
+            'frames.cameras': ['CAM_FRONT', 'CAM_BACK_LEFT'],
+            'caption_selection.yolo_classes': [],
+        },
+    )
     cfg.work_dir = os.path.join(work_dir, 'train')
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = ITERS
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
@@ -41,12 +51,66 @@ def _mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_to
     return cfg
 
 
+def _assert_trains_on_what_its_hook_builds(cfg, dataset):
+    """The dataset reads a subset that the config's DataMiningHook writes, where it writes it."""
+    (hook,) = (h for h in cfg.custom_hooks if h.type == 'DataMiningHook')
+    settings = Config.fromfile(hook.mining_config).subsets
+    spec = SubsetSpec(**{k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(SubsetSpec)}})
+    assert dataset.mining_dir == hook.work_dir
+    assert dataset.subset in (spec.name, spec.baseline_name)
+
+
+@pytest.mark.parametrize(
+    'name, subset',
+    [
+        ('centerpoint_mined20.py', 'random10_target10'),
+        ('centerpoint_random20.py', 'random20'),
+        ('centerpoint_mined20_rare_sampler.py', 'random10_target10'),
+        ('centerpoint_mined20_toy.py', 'random10_target10'),
+        ('centerpoint_random20_toy.py', 'random20'),
+        ('centerpoint_mined20_rare_sampler_toy.py', 'random10_target10'),
+    ],
+)
+def test_subset_configs_train_on_what_their_hook_builds(name, subset):
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', name))
+    outer = cfg.train_dataloader.dataset
+    dataset = outer.dataset if outer.type == 'SubsetCBGSDataset' else outer
+    assert dataset.type == 'SubsetNuScenesDataset' and dataset.subset == subset
+    _assert_trains_on_what_its_hook_builds(cfg, dataset)
+    if 'rare_sampler' in name:
+        # CBGS's place is taken by the sampler: the dataset is the unwrapped one of the base config
+        base = Config.fromfile(os.path.join(REPO, 'configs', name.replace('_rare_sampler', '')))
+        assert cfg.train_dataloader.sampler == dict(type='RareConceptSampler')
+        assert dataset == base.train_dataloader.dataset.dataset
+        assert {k: v for k, v in cfg.train_dataloader.items() if k not in ('sampler', 'dataset')} == {
+            k: v for k, v in base.train_dataloader.items() if k not in ('sampler', 'dataset')
+        }
+
+
+@pytest.mark.parametrize(
+    'keys, match',
+    [
+        (dict(subsets=dict(unit='frame')), 'unit'),
+        (dict(subsets=dict(target_ratio=0.9, random_ratio=0.2)), 'ratios'),
+        (dict(subsets=dict(unit='scene'), remine_interval=1), 're-mining'),
+    ],
+)
+def test_hook_refuses_bad_subset_settings_before_mining(tmp_path, keys, match):
+    from conceptminer3d.hooks import DataMiningHook
+
+    with pytest.raises(ValueError, match=match):
+        DataMiningHook(
+            mining_config=TOY_MINING_CONFIG, data_root=str(tmp_path), work_dir=str(tmp_path / 'work'), **keys
+        )
+    assert not os.path.exists(tmp_path / 'work')
+
+
 def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(toy_world, toy_models, tmp_path):
     root, _ = toy_world
     val = os.path.join(root, 'nuscenes_infos_val.pkl')
     val_before = _digest(val)
     cfg = _mined_toy_cfg(toy_world, toy_models, str(tmp_path))
-    subset_pkl = cfg.train_dataloader.dataset.dataset.ann_file
+    subset_pkl, _ = subset_paths(cfg.custom_hooks[0].work_dir, cfg.train_dataloader.dataset.dataset.subset)
     assert subset_pkl.startswith(str(tmp_path)) and not os.path.exists(subset_pkl)
 
     runner = Runner.from_cfg(cfg)  # the hook mines here, before any dataset is built
@@ -61,7 +125,8 @@ def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(to
     with open(os.path.join(tmp_path, 'mining', 'manifest.json')) as f:
         assert json.load(f)['subsets']['num_selected'] == len(subset)
     inner = runner.train_dataloader.dataset.dataset
-    assert type(inner).__name__ == 'SubsetNuScenesDataset' and len(inner) == len(subset)
+    assert type(inner).__name__ == 'SubsetNuScenesDataset' and inner.ann_file == subset_pkl
+    assert len(inner) == len(subset)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
     assert len(losses) == ITERS and all(math.isfinite(x) for x in losses)
     nds = runner.message_hub.get_scalar('val/NuScenes metric/pred_instances_3d_NuScenes/NDS').current()
@@ -104,8 +169,10 @@ train_dataloader = dict(
         type='NuScenesDataset', data_root=data_root, ann_file='nuscenes_infos_train.pkl',
         pipeline=train_pipeline, data_prefix=data_prefix, modality=dict(use_lidar=True, use_camera=True))))
 '''
-BEVFUSION_BASE = ('third_party/mmdetection3d/projects/BEVFusion/configs/'
-                  'bevfusion_lidar-cam_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py')
+BEVFUSION_BASE = (
+    'third_party/mmdetection3d/projects/BEVFusion/configs/'
+    'bevfusion_lidar-cam_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py'
+)
 
 
 def test_bevfusion_mined20_config_and_pickle_keys(toy_world, tmp_path):
@@ -117,15 +184,14 @@ def test_bevfusion_mined20_config_and_pickle_keys(toy_world, tmp_path):
     cfg = Config.fromfile(str(checkout / 'configs' / 'bevfusion_mined20.py'), import_custom_modules=False)
     dataset = cfg.train_dataloader.dataset.dataset
     assert dataset.type == 'SubsetNuScenesDataset'
-    assert dataset.ann_file.endswith('subsets/nuscenes_infos_train_random10_target10.pkl')
-    assert dataset.db_info_path.endswith('subsets/nuscenes_dbinfos_train_random10_target10.pkl')
     assert cfg.train_dataloader.dataset.type == 'SubsetCBGSDataset'
-    assert any(h.type == 'DataMiningHook' for h in cfg.custom_hooks)
+    _assert_trains_on_what_its_hook_builds(cfg, dataset)
     cameras = [k for k in dataset.data_prefix if k.startswith('CAM_')]
     assert len(cameras) == 6
 
     # the subset pickle a mined run writes carries what BEVFusion's loaders read
     from conceptminer3d.subsets import subset_infos
+
     root, _ = toy_world
     with open(os.path.join(root, 'nuscenes_infos_train.pkl'), 'rb') as f:
         infos = pickle.load(f)

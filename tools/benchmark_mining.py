@@ -6,12 +6,13 @@ bare model compute, and the outlier stage on synthetic embeddings at 10k/100k/1M
 
 Timings belong here, never in tests. Run on an idle machine.
 """
+
 import argparse
 import json
 import os
 
+from conceptminer3d.apis import load_mining_config
 from conceptminer3d.benchmarks import run_outlier_benchmark, run_pipeline_benchmark
-from conceptminer3d.mining import load_mining_config
 
 
 def main():
@@ -35,9 +36,11 @@ def main():
     print(f'{"stage":<22}{"items":>8}{"seconds":>10}{"items/s":>10}')
     for name, s in pipe['stages'].items():
         print(f'{name:<22}{s["items"]:>8}{s["seconds"]:>10.2f}{s["items_per_s"] or 0:>10.1f}')
-    print(f'bare model compute (detect {pipe["bare_detect_s"]:.2f} s + embed {pipe["bare_embed_s"]:.2f} s) = '
-          f'{pipe["bare_model_s"]:.2f} s; pipeline detect+embed {pipe["pipeline_detect_embed_s"]:.2f} s; '
-          f'overhead {pipe["overhead_pct"]:+.1f}%')
+    print(
+        f'bare model compute (detect {pipe["bare_detect_s"]:.2f} s + embed {pipe["bare_embed_s"]:.2f} s) = '
+        f'{pipe["bare_model_s"]:.2f} s; pipeline detect+embed {pipe["pipeline_detect_embed_s"]:.2f} s; '
+        f'overhead {pipe["overhead_pct"]:+.1f}%'
+    )
 
     if args.outlier_sizes:
         rows = run_outlier_benchmark(sizes=tuple(args.outlier_sizes), dim=args.outlier_dim)

@@ -1,11 +1,12 @@
 """Build the tiny random-initialised models that configs/mining/toy.py uses (no downloads).
 
-    python tools/make_toy_models.py --out data/toy_models [--seed 0]
+python tools/make_toy_models.py --out data/toy_models [--seed 0]
 """
+
 import argparse
 import json
 
-from conceptminer3d.mining.toy_models import build_toy_models
+from conceptminer3d.toy_models import build_toy_models
 
 
 def main():

@@ -4,12 +4,13 @@ manifest.json under --work-dir; re-runs reuse cached stages and resume killed ru
 
     python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--cfg-options k=v ...]
 """
+
 import argparse
 import json
 import logging
 
+from conceptminer3d.apis import run_mining
 from conceptminer3d.launch import DictAction
-from conceptminer3d.mining import run_mining
 
 
 def parse_args():
@@ -26,8 +27,14 @@ def parse_args():
 def main():
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
-    manifest = run_mining(args.config, args.data_root, args.ann_file, args.work_dir,
-                          cfg_options=args.cfg_options, progress=not args.no_progress)
+    manifest = run_mining(
+        args.config,
+        args.data_root,
+        args.ann_file,
+        args.work_dir,
+        cfg_options=args.cfg_options,
+        progress=not args.no_progress,
+    )
     print(json.dumps(dict(counts=manifest['counts'], skips=manifest['skips'], stages=manifest['stages']), indent=1))
 
 

@@ -1,23 +1,21 @@
 """Evaluate a checkpoint with mmengine's Runner and the ConceptMiner3D plugin loaded.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
 """
+
 import argparse
 
-import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
-from conceptminer3d.launch import DictAction, load_run_config
 from mmengine.runner import Runner
+
+import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
+from conceptminer3d.launch import add_run_arguments, load_run_config
 
 
 def parse_args():
     p = argparse.ArgumentParser(description='Test (evaluate) a 3D detector')
     p.add_argument('config')
     p.add_argument('checkpoint')
-    p.add_argument('--work-dir')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args()
+    return add_run_arguments(p).parse_args()
 
 
 def main():

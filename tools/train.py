@@ -1,24 +1,27 @@
 """Train a detector with mmengine's Runner and the ConceptMiner3D plugin loaded.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...]
+python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--cfg-options k=v ...]
 """
+
 import argparse
 
-import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
-from conceptminer3d.launch import DictAction, load_run_config
 from mmengine.runner import Runner
+
+import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
+from conceptminer3d.launch import add_run_arguments, load_run_config
 
 
 def parse_args():
     p = argparse.ArgumentParser(description='Train a 3D detector')
     p.add_argument('config')
-    p.add_argument('--work-dir', help='where logs and checkpoints go')
-    p.add_argument('--resume', nargs='?', type=str, const='auto',
-                   help='resume from CKPT, or from the latest checkpoint in the work dir')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args()
+    p.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from CKPT, or from the latest checkpoint in the work dir',
+    )
+    return add_run_arguments(p).parse_args()
 
 
 def main():

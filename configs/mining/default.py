@@ -29,15 +29,19 @@ caption_selection = dict(outliers=True, yolo_classes=['truck', 'bus', 'motorcycl
 captioner = dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', max_new_tokens=64, batch_size=8,
                  device='cpu')
 # captioner = dict(type='BlipCaptioner', model='Salesforce/blip-image-captioning-large', batch_size=16)
+# The vocabulary is yours to change (see rich_vocabulary.py): these lists are written here
+# and nowhere else. `concepts` starts with the ten nuScenes detection classes. Each concept
+# is encoded with ConceptVocabulary's prompt_template (mining/concepts.py); add
+# prompt_template=... here to change it.
 concepts = dict(
     vocabulary=dict(
         concepts=['car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier', 'motorcycle', 'bicycle',
                   'pedestrian', 'traffic_cone', 'traffic_light', 'traffic_sign'],
         target=['construction_vehicle', 'bicycle', 'motorcycle', 'trailer', 'truck'],
-        common=['car', 'pedestrian', 'traffic_light', 'traffic_sign'],
-        prompt_template='a photo of a {}'),
+        common=['car', 'pedestrian', 'traffic_light', 'traffic_sign']),
     weight_text='adaptive',  # or a fixed number in [0, 1]
     top_k=5)
-# Last stage: "Random 10% + Target 10%" subsets of the mined train pickle (under WORK_DIR/subsets/).
-subsets = dict(target_ratio=0.1, random_ratio=0.1, unit='sample', seed=0,
-               dbinfos_file='nuscenes_dbinfos_train.pkl')  # relative to --data-root
+# Last stage: subsets of the mined train pickle, under WORK_DIR/subsets/. Add SubsetSpec
+# fields here (target_ratio, random_ratio, unit, seed, selection, concept_quota) to change them; their defaults, the
+# "Random 10% + Target 10%" split, live in projects/conceptminer3d/subsets/selection.py.
+subsets = dict(dbinfos_file='nuscenes_dbinfos_train.pkl')  # relative to --data-root

@@ -4,6 +4,7 @@ turn them into smaller, better training sets for MMDetection3D detectors.
 Importing the package applies the compatibility shims for the pinned OpenMMLab stack
 (see ``compat.py``) and registers the plugin's modules in mmdet3d's registries.
 """
+
 from .compat import apply_compat_shims
 
 apply_compat_shims()

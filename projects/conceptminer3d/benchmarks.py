@@ -1,28 +1,42 @@
-"""Synthetic-data benchmarks of the mining stages (called by ``tools/benchmark_mining.py``).
+"""Benchmarks of the mining stages (called by ``tools/benchmark_mining.py``): the whole
+pipeline on a slice of an info pickle, and the outlier stage on synthetic embeddings.
 
-The data stand in for CLIP crop embeddings: L2-normalised vectors that concentrate on a few
+The synthetic data stand in for CLIP crop embeddings: L2-normalised vectors that concentrate on a few
 clusters in a low-dimensional subspace (common object types seen from many viewpoints),
 plus a planted fraction of outliers (rare objects) that lie away from every cluster.
 """
+
 from __future__ import annotations
 
+import os
+import pickle
+import shutil
 import time
 
 import numpy as np
 
-__all__ = ['make_synthetic_embeddings', 'run_outlier_benchmark']
+from .mining import MiningPipeline
+from .mining.frames import load_info_pickle, resolve_ann_file
+from .mining.images import cut_crops, decode_batch
+from .mining.outlier_scoring import score_outliers
+from .registry import OUTLIER_DETECTORS
+from .subsets import subset_infos
+
+__all__ = ['make_synthetic_embeddings', 'run_outlier_benchmark', 'run_pipeline_benchmark']
 
 _GENERATION_BLOCK = 65536  # rows generated at a time, to keep float32 temporaries small
 
 
-def make_synthetic_embeddings(n_samples: int,
-                              dim: int = 512,
-                              outlier_fraction: float = 0.05,
-                              n_clusters: int = 8,
-                              intrinsic_dim: int = 16,
-                              cluster_spread: float = 0.35,
-                              noise: float = 0.15,
-                              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_synthetic_embeddings(
+    n_samples: int,
+    dim: int = 512,
+    outlier_fraction: float = 0.05,
+    n_clusters: int = 8,
+    intrinsic_dim: int = 16,
+    cluster_spread: float = 0.35,
+    noise: float = 0.15,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """L2-normalised float32 embeddings with planted outliers.
 
     Inliers are Gaussian clusters (unit-variance centres, ``cluster_spread`` spread) in a
@@ -57,9 +71,11 @@ def make_synthetic_embeddings(n_samples: int,
         block_outliers = is_outlier[start:stop]
         labels = rng.choice(n_clusters, stop - start, p=cluster_weights)
         latent = centres[labels] + np.float32(cluster_spread) * rng.standard_normal(
-            (stop - start, intrinsic_dim), dtype=np.float32)
+            (stop - start, intrinsic_dim), dtype=np.float32
+        )
         latent[block_outliers] = np.float32(2.5) * rng.standard_normal(
-            (block_outliers.sum(), intrinsic_dim), dtype=np.float32)
+            (block_outliers.sum(), intrinsic_dim), dtype=np.float32
+        )
         block = latent @ basis
         block_noise = rng.standard_normal((stop - start, dim), dtype=np.float32)
         block_noise *= noise_scale
@@ -70,18 +86,20 @@ def make_synthetic_embeddings(n_samples: int,
     return X, is_outlier
 
 
-def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
-                          dim: int = 512,
-                          seed: int = 0,
-                          contamination: float = 0.1,
-                          outlier_fraction: float = 0.05,
-                          detectors=None,
-                          verbose: bool = False) -> list[dict]:
+def run_outlier_benchmark(
+    sizes=(10_000, 100_000, 1_000_000),
+    dim: int = 512,
+    seed: int = 0,
+    contamination: float = 0.1,
+    outlier_fraction: float = 0.05,
+    detectors=None,
+    verbose: bool = False,
+) -> list[dict]:
     """Time the outlier detectors on synthetic embeddings and measure their recall.
 
-    For every size, one data set is generated (not timed) and each detector runs
-    ``fit_predict`` on it: fitting plus scoring and flagging every crop, which is what the
-    mining pipeline does.
+    For every size, one data set is generated (not timed) and each detector is timed
+    through :func:`~conceptminer3d.mining.outlier_scoring.score_outliers`, the call the mining
+    pipeline makes: fitting plus scoring and flagging every crop.
 
     Args:
         sizes: numbers of crops to benchmark.
@@ -101,21 +119,19 @@ def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
         outliers flagged), ``precision`` (flagged crops that are planted outliers) and
         ``n_flagged``.
     """
-    from conceptminer3d.mining import outliers  # noqa: F401  (registers the detectors)
-    from conceptminer3d.registry import OUTLIER_DETECTORS
-
     if detectors is None:
-        detectors = [dict(type='IsolationForestOutliers'),
-                     dict(type='LocalOutlierFactorOutliers'),
-                     dict(type='KnnDistanceOutliers')]
+        detectors = [
+            dict(type='IsolationForestOutliers'),
+            dict(type='LocalOutlierFactorOutliers'),
+            dict(type='KnnDistanceOutliers'),
+        ]
     rows = []
     for n_samples in sizes:
-        X, is_outlier = make_synthetic_embeddings(
-            n_samples, dim=dim, outlier_fraction=outlier_fraction, seed=seed)
+        X, is_outlier = make_synthetic_embeddings(n_samples, dim=dim, outlier_fraction=outlier_fraction, seed=seed)
         for config in detectors:
             detector = OUTLIER_DETECTORS.build(dict(config, contamination=contamination))
             start, cpu_start = time.perf_counter(), time.process_time()
-            flagged = detector.fit_predict(X) == -1
+            flagged = score_outliers({config['type']: detector}, X)[1][config['type']]
             seconds = time.perf_counter() - start
             cpu_seconds = time.process_time() - cpu_start
             n_flagged = int(flagged.sum())
@@ -139,10 +155,6 @@ def run_outlier_benchmark(sizes=(10_000, 100_000, 1_000_000),
 
 
 def _subset_pickle(data_root: str, ann_file: str, num_samples: int, out_path: str) -> str:
-    import pickle
-
-    from .mining.frames import load_info_pickle, resolve_ann_file
-    from .subsets import subset_infos
     infos = load_info_pickle(resolve_ann_file(data_root, ann_file))
     with open(out_path, 'wb') as f:
         pickle.dump(subset_infos(infos, range(min(num_samples, len(infos['data_list'])))), f)
@@ -157,12 +169,6 @@ def run_pipeline_benchmark(cfg, data_root: str, ann_file: str, num_samples: int,
     every image decoded and every crop cut beforehand (untimed). Pipeline: the cached,
     prefetching per-image stage as ``tools/mine.py`` runs it, on a fresh cache.
     """
-    import os
-    import shutil
-
-    from .mining import MiningPipeline
-    from .mining.images import decode_batch, padded_crop_box
-
     os.makedirs(work_dir, exist_ok=True)
     ann = _subset_pickle(data_root, ann_file, num_samples, os.path.join(work_dir, 'benchmark_infos.pkl'))
     run_dir = os.path.join(work_dir, 'run')
@@ -172,20 +178,25 @@ def run_pipeline_benchmark(cfg, data_root: str, ann_file: str, num_samples: int,
 
     frames = pipeline.frame_source.load(data_root, ann)
     batch = int(cfg.frame_batch_size)
-    batches = [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    batches = [frames[i : i + batch] for i in range(0, len(frames), batch)]
     decoded = [[img for img, _ in decode_batch(b) if img is not None] for b in batches]
     arrays = [[np.asarray(img) for img in imgs] for imgs in decoded]
     detector, embedder = pipeline.detector, pipeline.embedder
     detector.detect(arrays[0])  # warm-up, as the pipeline's first batch had its own
+    keep_classes = set(cfg.crops.get('yolo_classes') or [])
     detect_s = embed_s = 0.0
     n_crops = 0
     for imgs, arrs in zip(decoded, arrays):
         t0 = time.perf_counter()
         detections = detector.detect(arrs)
         detect_s += time.perf_counter() - t0
-        crops = [img.crop(padded_crop_box(box, cfg.crops.padding, img.width, img.height))
-                 for img, det in zip(imgs, detections) for box in det.boxes_xyxy]
-        crops = [c for c in crops if min(c.size) >= cfg.crops.min_size]
+        crops = [
+            crop.image
+            for img, det in zip(imgs, detections)
+            for crop in cut_crops(
+                img, det, detector.class_names, cfg.crops.padding, cfg.crops.min_size, keep_classes
+            ).crops
+        ]
         n_crops += len(crops)
         t0 = time.perf_counter()
         if crops:
@@ -201,7 +212,15 @@ def run_pipeline_benchmark(cfg, data_root: str, ann_file: str, num_samples: int,
     timed.detect_and_embed(frames)
     pipeline_s = time.perf_counter() - t0
     bare = detect_s + embed_s
-    return dict(frames=len(frames), crops=n_crops, bare_detect_s=round(detect_s, 3), bare_embed_s=round(embed_s, 3),
-                bare_model_s=round(bare, 3), pipeline_detect_embed_s=round(pipeline_s, 3),
-                overhead_pct=round(100.0 * (pipeline_s - bare) / bare, 1), torch_threads=pipeline.threads,
-                stages=manifest['stages'], counts=manifest['counts'])
+    return dict(
+        frames=len(frames),
+        crops=n_crops,
+        bare_detect_s=round(detect_s, 3),
+        bare_embed_s=round(embed_s, 3),
+        bare_model_s=round(bare, 3),
+        pipeline_detect_embed_s=round(pipeline_s, 3),
+        overhead_pct=round(100.0 * (pipeline_s - bare) / bare, 1),
+        torch_threads=pipeline.threads,
+        stages=manifest['stages'],
+        counts=manifest['counts'],
+    )

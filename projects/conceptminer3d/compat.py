@@ -3,6 +3,7 @@
 Applied once when the plugin is imported. Each shim names the upstream bug it works
 around; delete it when the pinned version carries the fix.
 """
+
 from __future__ import annotations
 
 import types
@@ -43,6 +44,7 @@ def _trust_mmengine_checkpoints() -> None:
     # UnpicklingError. Scoped to mmengine's checkpoint module:
     # torch.load elsewhere keeps its safe default.
     from mmengine.runner import checkpoint
+
     if not isinstance(checkpoint.torch, _TorchWithTrustedCheckpoints):
         checkpoint.torch = _TorchWithTrustedCheckpoints()
 

@@ -1,14 +1,35 @@
 """Config loading shared by tools/train.py and tools/test.py (OpenMMLab conventions)."""
+
 from __future__ import annotations
 
+import argparse
 import os.path as osp
 from typing import Optional
 
-from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for the tools)
+from mmengine.config import Config, DictAction
 
 
-def load_run_config(config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None,
-                    launcher: str = 'none') -> Config:
+def add_run_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options tools/train.py and tools/test.py share, as mmdet3d's tools spell them."""
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    # No --local_rank: torchrun passes LOCAL_RANK in the environment, where mmengine reads it.
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    return parser
+
+
+def load_run_config(
+    config: str, work_dir: Optional[str] = None, cfg_options: Optional[dict] = None, launcher: str = 'none'
+) -> Config:
+    """A training/testing config as mmdet3d's tools load it.
+
+    Args:
+        config (str): the config file.
+        work_dir (str, optional): overrides the config's ``work_dir``; without either, the
+            work dir is ``./work_dirs/<config name>``.
+        cfg_options (dict, optional): ``{'dotted.key': value}`` overrides.
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+    """
     if not osp.isfile(config):
         raise FileNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
@@ -20,29 +41,3 @@ def load_run_config(config: str, work_dir: Optional[str] = None, cfg_options: Op
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
-
-
-def replace_path_prefix(cfg: Config, old: str, new: str) -> Config:
-    """A copy of ``cfg`` with every string that is ``old`` or starts with ``old/`` moved
-    under ``new`` (paths derived at parse time, e.g. ``data_root + 'x.pkl'``, included)."""
-    old, new = old.rstrip('/'), new.rstrip('/')
-
-    def walk(node):
-        if isinstance(node, dict):
-            return type(node)({k: walk(v) for k, v in node.items()})
-        if isinstance(node, (list, tuple)):
-            return type(node)(walk(v) for v in node)
-        if isinstance(node, str) and (node == old or node.startswith(old + '/')):
-            return new + node[len(old):]
-        return node
-
-    return Config(walk(cfg.to_dict()), filename=cfg.filename)
-
-
-def retarget_data_root(cfg: Config, data_root: str) -> Config:
-    """Point every path under the config's ``data_root`` at ``data_root`` instead.
-
-    mmengine resolves ``data_root + 'x.pkl'`` when the file is parsed, so overriding
-    ``data_root`` alone (e.g. with --cfg-options) would leave the derived paths behind.
-    """
-    return replace_path_prefix(cfg, cfg.data_root, data_root)

@@ -6,6 +6,7 @@ long-tailed set easily hits. Here absent classes are left out and the target sha
 ``1 / (number of present classes)``; with every class present the result is the stock one
 (same RNG calls, in the same order).
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -18,6 +19,14 @@ from mmengine.dataset import BaseDataset
 
 @DATASETS.register_module()
 class SubsetCBGSDataset(CBGSDataset):
+    """mmdet3d's CBGSDataset, with the classes a subset lacks left out of the balancing.
+
+    Args:
+        dataset (dict | BaseDataset): the dataset to balance, usually a
+            ``SubsetNuScenesDataset`` config.
+        lazy_init (bool): defer loading the annotations and drawing the indices to
+            ``full_init``. Defaults to False.
+    """
 
     def _get_sample_indices(self, dataset: BaseDataset) -> List[int]:
         class_sample_idxs = {cat_id: [] for cat_id in range(len(self.metainfo['classes']))}

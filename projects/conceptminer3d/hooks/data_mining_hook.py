@@ -13,8 +13,10 @@ Optionally it re-mines every ``remine_interval`` epochs (off by default): mining
 seed ``seed + epoch``, and the train dataset reloads its pickle for the next epoch. Sample
 mode keeps the subset size constant, so the loop's length does not change.
 """
+
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional
 
@@ -23,38 +25,76 @@ from mmengine.dist import barrier, get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from ..apis import load_mining_config, run_mining
+from ..subsets import SUBSET_DIR, SubsetSpec
+
 
 @HOOKS.register_module()
 class DataMiningHook(Hook):
+    """Mines ``data_root/ann_file`` and writes the subset pickles a config trains on.
+
+    The work is done once when the hook is built (see the module docstring for why not in
+    ``before_run``) and, with ``remine_interval``, again after every that many epochs.
+
+    Args:
+        mining_config (str): mining config file, e.g. ``configs/mining/default.py``. Its
+            ``subsets`` settings (``SubsetSpec`` fields) say which subsets to build.
+        data_root (str): dataset root, as the train dataset's ``data_root``.
+        work_dir (str): mining work dir: tables, cache, manifest, and ``subsets/``. Give the
+            train dataset the same directory as its ``mining_dir``.
+        ann_file (str): train info pickle to mine, relative to ``data_root``. Defaults to
+            ``'nuscenes_infos_train.pkl'``.
+        subsets (dict, optional): ``SubsetSpec`` fields that override the mining config's.
+            Defaults to None.
+        cfg_options (dict, optional): ``{'dotted.key': value}`` overrides of the mining
+            config. Defaults to None.
+        remine_interval (int): re-mine every this many epochs; 0 never does. Defaults to 0.
+        progress (bool): show progress bars while mining. Defaults to True.
+    """
+
     priority = 'VERY_HIGH'
 
-    def __init__(self, mining_config: str, data_root: str, work_dir: str,
-                 ann_file: str = 'nuscenes_infos_train.pkl', subsets: Optional[dict] = None,
-                 cfg_options: Optional[dict] = None, remine_interval: int = 0, progress: bool = True):
-        from ..mining import load_mining_config
+    def __init__(
+        self,
+        mining_config: str,
+        data_root: str,
+        work_dir: str,
+        ann_file: str = 'nuscenes_infos_train.pkl',
+        subsets: Optional[dict] = None,
+        cfg_options: Optional[dict] = None,
+        remine_interval: int = 0,
+        progress: bool = True,
+    ) -> None:
         self.cfg = load_mining_config(mining_config, cfg_options)
         if subsets is not None:
             self.cfg.subsets = dict(self.cfg.get('subsets') or {}, **subsets)
         if not self.cfg.get('subsets'):
             raise ValueError('DataMiningHook needs subset settings (the mining config\'s `subsets` or `subsets=`)')
-        if remine_interval and self.cfg.subsets.get('unit', 'sample') != 'sample':
+        # Built here, before hours of mining, so that a bad ratio or unit stops the run at once.
+        spec = SubsetSpec(
+            **{f.name: self.cfg.subsets[f.name] for f in dataclasses.fields(SubsetSpec) if f.name in self.cfg.subsets}
+        )
+        if remine_interval and spec.unit != 'sample':
             raise ValueError('re-mining needs unit="sample": whole-scene subsets change size between rounds')
         self.data_root, self.ann_file, self.work_dir = data_root, ann_file, work_dir
         self.remine_interval = int(remine_interval)
         self.progress = progress
-        self.base_seed = int(self.cfg.subsets.get('seed', 0))
+        self.base_seed = spec.seed
+        # The train dataset reads the subset pickle before `before_run`: write it now.
         self.summary = self.mine_and_build_subsets(self.base_seed)
 
     def mine_and_build_subsets(self, seed: int) -> Optional[dict]:
-        from ..mining import run_mining
         self.cfg.subsets.seed = seed
         summary = None
         rank, _ = get_dist_info()
         if rank == 0:
             manifest = run_mining(self.cfg, self.data_root, self.ann_file, self.work_dir, progress=self.progress)
             summary = manifest['subsets']
-            print_log(f"DataMiningHook: {summary['num_selected']} of {summary['num_train_samples']} train samples "
-                      f"selected {summary['reasons']} under {os.path.join(self.work_dir, 'subsets')}", logger='current')
+            print_log(
+                f"DataMiningHook: {summary['num_selected']} of {summary['num_train_samples']} train samples "
+                f"selected {summary['reasons']} under {os.path.join(self.work_dir, SUBSET_DIR)}",
+                logger='current',
+            )
         barrier()
         return summary
 

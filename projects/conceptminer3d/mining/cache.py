@@ -4,6 +4,7 @@ A stage's key hashes everything its output depends on (inputs, model config, par
 Each finished batch is written atomically as its own shard; a killed run leaves only
 complete shards behind, and the next run with the same key skips them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +25,18 @@ def content_key(payload) -> str:
 
 
 class StageCache:
+    """The shards of one stage under one key: ``<root>/<stage>/<key>/batch_<i>.*``.
+
+    Shard ``i`` is complete once its ``.done`` marker exists. ``key.json`` keeps the payload,
+    so a cache directory says what it was computed from.
+
+    Args:
+        root (str): the cache directory (the pipeline uses ``<work_dir>/cache``).
+        stage (str): the stage's name, one directory per stage.
+        payload: everything the stage's output depends on, JSON-serialisable (other values
+            are hashed by ``str``); its hash is the key.
+    """
+
     def __init__(self, root: str, stage: str, payload):
         self.key = content_key(payload)
         self.dir = os.path.join(root, stage, self.key)

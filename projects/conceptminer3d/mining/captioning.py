@@ -8,6 +8,7 @@ Config examples::
     captioner = dict(type='Qwen2VLCaptioner', model='models/Qwen2-VL-2B-Instruct')
     captioner = dict(type='BlipCaptioner', model='models/blip-image-captioning-large')
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Union
@@ -19,12 +20,12 @@ from ..registry import CAPTIONERS
 from .concepts import NUSCENES_CLASSES
 from .model_loading import resolve_hf_model
 
-__all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner',
-           'DEFAULT_QWEN2VL_PROMPT']
+__all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner', 'DEFAULT_QWEN2VL_PROMPT']
 
 DEFAULT_QWEN2VL_PROMPT = (
     'What is the main object in this image? Describe it in one short sentence, then say which '
-    f'nuScenes class it belongs to: {", ".join(NUSCENES_CLASSES)}, or others.')
+    f'nuScenes class it belongs to: {", ".join(NUSCENES_CLASSES)}, or others.'
+)
 
 
 def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device) -> torch.dtype:
@@ -47,13 +48,33 @@ class TransformersCaptioner:
 
     Subclasses load ``self.processor`` / ``self.model`` in ``_load`` and turn one batch of
     images into model inputs in ``_inputs``, returning the inputs and the number of leading
-    output tokens that are prompt.
+    output tokens that are prompt. Each subclass gives every argument its default, the batch
+    size included: the mining pipeline batches crops by ``self.batch_size``.
+
+    Args:
+        model (str): a local model directory, or a hub repo id found in the Hugging Face cache.
+        prompt (str, optional): the text each crop is captioned with (see the subclass).
+        max_new_tokens (int): caption length limit, in tokens.
+        batch_size (int): crops per ``generate`` call.
+        device (str): torch device string.
+        dtype (str | torch.dtype): ``'auto'`` (see ``resolve_dtype``) or a torch dtype name.
+        allow_download (bool): fetch a repo id missing from the cache.
+        cache_dir (str, optional): Hugging Face cache to look in.
     """
+
     default_model: str = ''
 
-    def __init__(self, model: str, prompt: Optional[str], max_new_tokens: int, batch_size: int,
-                 device: str, dtype: Union[str, torch.dtype], allow_download: bool,
-                 cache_dir: Optional[str]):
+    def __init__(
+        self,
+        model: str,
+        prompt: Optional[str],
+        max_new_tokens: int,
+        batch_size: int,
+        device: str,
+        dtype: Union[str, torch.dtype],
+        allow_download: bool,
+        cache_dir: Optional[str],
+    ):
         self.model_path = self.check_available(model, allow_download, cache_dir)
         self.prompt, self.max_new_tokens, self.batch_size = prompt, max_new_tokens, batch_size
         self.device = torch.device(device)
@@ -66,13 +87,18 @@ class TransformersCaptioner:
             generator.generation_config = self._greedy(generator.generation_config)
 
     @classmethod
-    def check_available(cls, model: Optional[str] = None, allow_download: bool = False,
-                        cache_dir: Optional[str] = None, **_other_args) -> str:
+    def check_available(
+        cls, model: Optional[str] = None, allow_download: bool = False, cache_dir: Optional[str] = None, **_other_args
+    ) -> str:
         """The local model directory; raises ``ModelUnavailableError`` if it cannot be had
         offline."""
-        return resolve_hf_model(model or cls.default_model, allow_download=allow_download,
-                                cache_dir=cache_dir, config_key='captioner.model',
-                                example_repo=cls.default_model)
+        return resolve_hf_model(
+            model or cls.default_model,
+            allow_download=allow_download,
+            cache_dir=cache_dir,
+            config_key='captioner.model',
+            example_repo=cls.default_model,
+        )
 
     def _load(self) -> None:
         raise NotImplementedError
@@ -101,14 +127,13 @@ class TransformersCaptioner:
         """One caption per image, in input order; one ``generate`` call per ``batch_size``."""
         captions: List[str] = []
         for start in range(0, len(images), self.batch_size):
-            batch = [image.convert('RGB') for image in images[start:start + self.batch_size]]
+            batch = [image.convert('RGB') for image in images[start : start + self.batch_size]]
             inputs, prompt_length = self._inputs(batch)
             inputs = inputs.to(self.device)
             if 'pixel_values' in inputs:
                 inputs['pixel_values'] = inputs['pixel_values'].to(self.dtype)
             output = self.model.generate(**inputs)
-            texts = self.processor.batch_decode(output[:, prompt_length:],
-                                                skip_special_tokens=True)
+            texts = self.processor.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
             captions.extend(text.strip() for text in texts)
         return captions
 
@@ -134,22 +159,24 @@ class Qwen2VLCaptioner(TransformersCaptioner):
         allow_download: fetch a repo id missing from the cache.
         cache_dir: Hugging Face cache to look in.
     """
+
     default_model = 'Qwen/Qwen2-VL-2B-Instruct'
 
-    def __init__(self,
-                 model: str = 'Qwen/Qwen2-VL-2B-Instruct',
-                 prompt: str = DEFAULT_QWEN2VL_PROMPT,
-                 max_new_tokens: int = 64,
-                 batch_size: int = 8,
-                 device: str = 'cpu',
-                 dtype: Union[str, torch.dtype] = 'auto',
-                 min_pixels: Optional[int] = 112 * 112,
-                 max_pixels: Optional[int] = 448 * 448,
-                 allow_download: bool = False,
-                 cache_dir: Optional[str] = None):
+    def __init__(
+        self,
+        model: str = 'Qwen/Qwen2-VL-2B-Instruct',
+        prompt: str = DEFAULT_QWEN2VL_PROMPT,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        device: str = 'cpu',
+        dtype: Union[str, torch.dtype] = 'auto',
+        min_pixels: Optional[int] = 112 * 112,
+        max_pixels: Optional[int] = 448 * 448,
+        allow_download: bool = False,
+        cache_dir: Optional[str] = None,
+    ):
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
-        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype,
-                         allow_download, cache_dir)
+        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir)
 
     def _load(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -163,17 +190,21 @@ class Qwen2VLCaptioner(TransformersCaptioner):
             size['longest_edge'] = self.max_pixels
         self.image_size = size
         self.model = AutoModelForImageTextToText.from_pretrained(
-            self.model_path, local_files_only=True, dtype=self.dtype)
+            self.model_path, local_files_only=True, dtype=self.dtype
+        )
         # Every crop is asked the same question: render the chat template once.
-        messages = [{'role': 'user',
-                     'content': [{'type': 'image'}, {'type': 'text', 'text': self.prompt}]}]
-        self.chat_prompt = self.processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False)
+        messages = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': self.prompt}]}]
+        self.chat_prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def _inputs(self, images: List[Image.Image]):
-        inputs = self.processor(text=[self.chat_prompt] * len(images), images=images,
-                                size=self.image_size, padding=True, padding_side='left',
-                                return_tensors='pt')
+        inputs = self.processor(
+            text=[self.chat_prompt] * len(images),
+            images=images,
+            size=self.image_size,
+            padding=True,
+            padding_side='left',
+            return_tensors='pt',
+        )
         return inputs, inputs['input_ids'].shape[1]
 
 
@@ -191,26 +222,29 @@ class BlipCaptioner(TransformersCaptioner):
         batch_size: crops per ``generate`` call.
         device / dtype / allow_download / cache_dir: as for ``Qwen2VLCaptioner``.
     """
+
     default_model = 'Salesforce/blip-image-captioning-large'
 
-    def __init__(self,
-                 model: str = 'Salesforce/blip-image-captioning-large',
-                 prompt: Optional[str] = 'a photo of',
-                 max_new_tokens: int = 30,
-                 batch_size: int = 16,
-                 device: str = 'cpu',
-                 dtype: Union[str, torch.dtype] = 'auto',
-                 allow_download: bool = False,
-                 cache_dir: Optional[str] = None):
-        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype,
-                         allow_download, cache_dir)
+    def __init__(
+        self,
+        model: str = 'Salesforce/blip-image-captioning-large',
+        prompt: Optional[str] = 'a photo of',
+        max_new_tokens: int = 30,
+        batch_size: int = 16,
+        device: str = 'cpu',
+        dtype: Union[str, torch.dtype] = 'auto',
+        allow_download: bool = False,
+        cache_dir: Optional[str] = None,
+    ):
+        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir)
 
     def _load(self) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         self.processor = BlipProcessor.from_pretrained(self.model_path, local_files_only=True)
         self.model = BlipForConditionalGeneration.from_pretrained(
-            self.model_path, local_files_only=True, dtype=self.dtype)
+            self.model_path, local_files_only=True, dtype=self.dtype
+        )
 
     def _generators(self) -> list:
         # BlipForConditionalGeneration.generate() encodes the image, then calls its text
@@ -220,8 +254,7 @@ class BlipCaptioner(TransformersCaptioner):
     def _inputs(self, images: List[Image.Image]):
         if self.prompt:
             # The same prefix for every image: no padding, equal lengths.
-            inputs = self.processor(images=images, text=[self.prompt] * len(images),
-                                    return_tensors='pt')
+            inputs = self.processor(images=images, text=[self.prompt] * len(images), return_tensors='pt')
             return inputs, inputs['input_ids'].shape[1] - 1
         # Unconditional: generation starts from BLIP's start token alone.
         return self.processor(images=images, return_tensors='pt'), 1

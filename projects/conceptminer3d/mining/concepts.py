@@ -8,6 +8,7 @@ caption more when it agrees with the image:
 Groups: Target (top concept in the target list), Rare (top concept not in the common
 list), Common (otherwise). Everything here is a pure function of arrays.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,19 +18,38 @@ import numpy as np
 
 from .contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET
 
-NUSCENES_CLASSES = ('car', 'truck', 'construction_vehicle', 'bus', 'trailer', 'barrier', 'motorcycle',
-                    'bicycle', 'pedestrian', 'traffic_cone')
-DEFAULT_VOCABULARY = NUSCENES_CLASSES + ('traffic_light', 'traffic_sign')
-DEFAULT_TARGET = ('construction_vehicle', 'bicycle', 'motorcycle', 'trailer', 'truck')
-DEFAULT_COMMON = ('car', 'pedestrian', 'traffic_light', 'traffic_sign')
+# The ten nuScenes detection classes, in mmdet3d's config order (the captioner's prompt
+# names them). The mining vocabulary is not derived from it: it is a user's list, written
+# in the mining config (configs/mining/default.py) and nowhere else.
+NUSCENES_CLASSES = (
+    'car',
+    'truck',
+    'construction_vehicle',
+    'bus',
+    'trailer',
+    'barrier',
+    'motorcycle',
+    'bicycle',
+    'pedestrian',
+    'traffic_cone',
+)
 TextWeight = Union[float, str]
 
 
 @dataclass(frozen=True)
 class ConceptVocabulary:
-    concepts: Tuple[str, ...] = DEFAULT_VOCABULARY
-    target: Tuple[str, ...] = DEFAULT_TARGET
-    common: Tuple[str, ...] = DEFAULT_COMMON
+    """The concepts crops are scored against, and how their names group them.
+
+    Args:
+        concepts (tuple[str]): concept names, underscores for spaces.
+        target (tuple[str]): concepts whose crops are Target.
+        common (tuple[str]): concepts whose crops are Common; any other top concept is Rare.
+        prompt_template (str): text encoded for each concept, with ``{}`` for its name.
+    """
+
+    concepts: Tuple[str, ...]
+    target: Tuple[str, ...]
+    common: Tuple[str, ...]
     prompt_template: str = 'a photo of a {}'
 
     def __post_init__(self):
@@ -62,8 +82,9 @@ def validate_text_weight(weight_text: TextWeight) -> None:
         raise ValueError(f"weight_text must be 'adaptive' or a number in [0, 1], got {weight_text!r}")
 
 
-def score_concepts(image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: np.ndarray,
-                   weight_text: TextWeight = 'adaptive') -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_concepts(
+    image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: np.ndarray, weight_text: TextWeight = 'adaptive'
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Returns (scores (n, c), text weight per crop (n,), cos(image, caption) (n,)).
 
     All embeddings must be L2-normalised, so dot products are cosines."""
@@ -71,8 +92,11 @@ def score_concepts(image_emb: np.ndarray, caption_emb: np.ndarray, concept_emb: 
         raise ValueError(f'image and caption embeddings differ in shape: {image_emb.shape} vs {caption_emb.shape}')
     validate_text_weight(weight_text)
     image_caption_cos = np.einsum('nd,nd->n', image_emb, caption_emb)
-    w = (adaptive_text_weight(image_caption_cos) if weight_text == 'adaptive'
-         else np.full(len(image_emb), float(weight_text)))
+    w = (
+        adaptive_text_weight(image_caption_cos)
+        if weight_text == 'adaptive'
+        else np.full(len(image_emb), float(weight_text))
+    )
     scores = (1.0 - w)[:, None] * (image_emb @ concept_emb.T) + w[:, None] * (caption_emb @ concept_emb.T)
     return scores.astype(np.float32), w.astype(np.float32), image_caption_cos.astype(np.float32)
 
@@ -86,5 +110,4 @@ def top_k(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
 
 def assign_groups(top_concepts: Sequence[str], vocabulary: ConceptVocabulary) -> list:
     target, common = set(vocabulary.target), set(vocabulary.common)
-    return [GROUP_TARGET if c in target else GROUP_RARE if c not in common else GROUP_COMMON
-            for c in top_concepts]
+    return [GROUP_TARGET if c in target else GROUP_RARE if c not in common else GROUP_COMMON for c in top_concepts]

@@ -10,7 +10,22 @@ captions.parquet    one row per captioned crop
 concepts.parquet    one row per captioned crop: its concept scores and group
 embeddings.npy      float32 (len(crops), d), L2-normalised CLIP image embeddings
 manifest.json       config, versions, counts, skips, per-stage time and throughput
+
+Two concept sources write these files (``run_mining`` picks one from the mining config's
+``concept_source``): ``MiningPipeline`` (the 2D models, the default) and
+``AnnotationConcepts`` (``annotations.py``: the 3D ground-truth boxes projected into the
+cameras, no model). What the second fills differently:
+- embeddings.npy is (len(crops), 0): row-aligned, with no features. A consumer that needs
+  features (a coreset, outliers) must check ``embeddings.shape[1]`` (``manifest.json``'s
+  ``counts.embedding_dim`` is 0) and do without them.
+- crops: crop_index is the instance's index in the sample's ``instances`` (so a crop names
+  its 3D box); yolo_label / yolo_class are the 3D class, yolo_conf is 1; crop_x1..crop_y2
+  are the projected box, unpadded; no outlier columns.
+- concepts: top_concepts = [the class's concept], top_scores = [1.0]; text_weight and
+  image_caption_cos are NaN.
+- captions.parquet is empty.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,57 +46,71 @@ MANIFEST_FILE = 'manifest.json'
 FRAME_STATUS_OK, FRAME_STATUS_MISSING, FRAME_STATUS_CORRUPT = 'ok', 'missing', 'corrupt'
 GROUP_TARGET, GROUP_RARE, GROUP_COMMON = 'Target', 'Rare', 'Common'
 
-FRAME_SCHEMA = pa.schema([
-    ('frame_id', pa.string()),  # '<sample_token>/<camera>'
-    ('sample_token', pa.string()),
-    ('scene_token', pa.string()),  # '' when the devkit tables are not available
-    ('sample_idx', pa.int64()),  # position in the info pickle's data_list
-    ('camera', pa.string()),
-    ('img_path', pa.string()),  # as resolved: data_root/data_prefix[camera]/img_path
-    ('timestamp', pa.int64()),
-    ('width', pa.int32()),
-    ('height', pa.int32()),
-    ('status', pa.string()),  # ok | missing | corrupt
-    ('num_detections', pa.int32()),
-    ('num_filtered', pa.int32()),  # detections dropped by the optional YOLO class filter
-    ('num_too_small', pa.int32()),  # padded crops under crops.min_size pixels: not embedded
-    ('num_crops', pa.int32()),  # detections that were embedded
-])
+FRAME_SCHEMA = pa.schema(
+    [
+        ('frame_id', pa.string()),  # '<sample_token>/<camera>'
+        ('sample_token', pa.string()),
+        ('scene_token', pa.string()),  # '' when the devkit tables are not available
+        ('sample_idx', pa.int64()),  # position in the info pickle's data_list
+        ('camera', pa.string()),
+        ('img_path', pa.string()),  # as resolved: data_root/data_prefix[camera]/img_path
+        ('timestamp', pa.int64()),
+        ('width', pa.int32()),
+        ('height', pa.int32()),
+        ('status', pa.string()),  # ok | missing | corrupt
+        ('num_detections', pa.int32()),
+        ('num_filtered', pa.int32()),  # detections dropped by the optional YOLO class filter
+        ('num_too_small', pa.int32()),  # padded crops under crops.min_size pixels: not embedded
+        ('num_crops', pa.int32()),  # detections that were embedded
+    ]
+)
 
-CROP_SCHEMA = pa.schema([
-    ('crop_id', pa.string()),  # '<sample_token>/<camera>/<crop_index>'
-    ('sample_token', pa.string()),
-    ('scene_token', pa.string()),
-    ('camera', pa.string()),
-    ('crop_index', pa.int32()),  # index among the frame's detections, by descending score
-    ('x1', pa.float32()), ('y1', pa.float32()), ('x2', pa.float32()), ('y2', pa.float32()),  # detector box
-    ('crop_x1', pa.int32()), ('crop_y1', pa.int32()), ('crop_x2', pa.int32()), ('crop_y2', pa.int32()),
-    ('yolo_label', pa.int32()),
-    ('yolo_class', pa.string()),
-    ('yolo_conf', pa.float32()),
-])
+CROP_SCHEMA = pa.schema(
+    [
+        ('crop_id', pa.string()),  # '<sample_token>/<camera>/<crop_index>'
+        ('sample_token', pa.string()),
+        ('scene_token', pa.string()),
+        ('camera', pa.string()),
+        ('crop_index', pa.int32()),  # index among the frame's detections, by descending score
+        ('x1', pa.float32()),
+        ('y1', pa.float32()),
+        ('x2', pa.float32()),
+        ('y2', pa.float32()),  # detector box
+        ('crop_x1', pa.int32()),
+        ('crop_y1', pa.int32()),
+        ('crop_x2', pa.int32()),
+        ('crop_y2', pa.int32()),
+        ('yolo_label', pa.int32()),
+        ('yolo_class', pa.string()),
+        ('yolo_conf', pa.float32()),
+    ]
+)
 # Added by the outlier stage: 'outlier_score_<method>' (higher = more unusual) and
 # 'is_outlier_<method>' per method, 'is_outlier' (combined) and 'caption_selected'.
 
-CAPTION_SCHEMA = pa.schema([
-    ('crop_id', pa.string()),
-    ('caption', pa.string()),  # verbatim model output
-])
+CAPTION_SCHEMA = pa.schema(
+    [
+        ('crop_id', pa.string()),
+        ('caption', pa.string()),  # verbatim model output
+    ]
+)
 
-CONCEPT_SCHEMA = pa.schema([
-    ('crop_id', pa.string()),
-    ('sample_token', pa.string()),
-    ('scene_token', pa.string()),
-    ('camera', pa.string()),
-    ('crop_index', pa.int32()),
-    ('top_concepts', pa.list_(pa.string())),
-    ('top_scores', pa.list_(pa.float32())),
-    ('top_concept', pa.string()),
-    ('top_score', pa.float32()),
-    ('text_weight', pa.float32()),  # w used for this crop
-    ('image_caption_cos', pa.float32()),
-    ('group', pa.string()),  # Target | Rare | Common
-])
+CONCEPT_SCHEMA = pa.schema(
+    [
+        ('crop_id', pa.string()),
+        ('sample_token', pa.string()),
+        ('scene_token', pa.string()),
+        ('camera', pa.string()),
+        ('crop_index', pa.int32()),
+        ('top_concepts', pa.list_(pa.string())),
+        ('top_scores', pa.list_(pa.float32())),
+        ('top_concept', pa.string()),
+        ('top_score', pa.float32()),
+        ('text_weight', pa.float32()),  # w used for this crop
+        ('image_caption_cos', pa.float32()),
+        ('group', pa.string()),  # Target | Rare | Common
+    ]
+)
 
 
 def frame_id(sample_token: str, camera: str) -> str:
@@ -90,6 +119,33 @@ def frame_id(sample_token: str, camera: str) -> str:
 
 def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
     return f'{sample_token}/{camera}/{crop_index}'
+
+
+def crop_record(frame, crop_index: int, box, crop_box, label: int, class_name: str, conf: float) -> Dict:
+    """One ``CROP_SCHEMA`` row, before the outlier columns.
+
+    Args:
+        frame: the crop's frame (anything with ``sample_token``, ``scene_token``, ``camera``).
+        crop_index (int): the crop's index within its frame (part of ``crop_id``).
+        box: the detected or projected box, (x1, y1, x2, y2) in image pixels.
+        crop_box: the pixel rectangle cut from the image, (x1, y1, x2, y2).
+        label (int), class_name (str), conf (float): the box's class id, name and confidence.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    cx1, cy1, cx2, cy2 = (int(v) for v in crop_box)
+    return dict(crop_id=crop_id(frame.sample_token, frame.camera, crop_index), sample_token=frame.sample_token,
+                scene_token=frame.scene_token, camera=frame.camera, crop_index=int(crop_index),
+                x1=x1, y1=y1, x2=x2, y2=y2, crop_x1=cx1, crop_y1=cy1, crop_x2=cx2, crop_y2=cy2,
+                yolo_label=int(label), yolo_class=str(class_name), yolo_conf=float(conf))  # fmt: skip
+
+
+def concept_record(crop, top_concepts, top_scores, text_weight: float, image_caption_cos: float, group) -> Dict:
+    """One ``CONCEPT_SCHEMA`` row for ``crop`` (a ``CROP_SCHEMA`` row: its key columns are copied)."""
+    return dict(crop_id=crop['crop_id'], sample_token=crop['sample_token'], scene_token=crop['scene_token'],
+                camera=crop['camera'], crop_index=crop['crop_index'], top_concepts=list(top_concepts),
+                top_scores=[float(v) for v in top_scores], top_concept=top_concepts[0],
+                top_score=float(top_scores[0]), text_weight=float(text_weight),
+                image_caption_cos=float(image_caption_cos), group=group)  # fmt: skip
 
 
 def rows_to_table(rows: List[Dict], schema: pa.Schema) -> pa.Table:

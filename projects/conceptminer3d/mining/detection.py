@@ -4,6 +4,7 @@ Config example::
 
     detector = dict(type='YoloDetector', model='models/yolov8l.pt', conf=0.3, iou=0.45)
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ __all__ = ['Detections', 'YoloDetector', 'keep_torch_threads']
 @dataclass(frozen=True, eq=False)
 class Detections:
     """The 2D detections of one image."""
+
     boxes_xyxy: np.ndarray  # (n, 4) float32, pixels of the original image
     scores: np.ndarray  # (n,) float32
     labels: np.ndarray  # (n,) int64, keys of the detector's ``class_names``
@@ -30,7 +32,7 @@ class Detections:
         return len(self.scores)
 
     @classmethod
-    def empty(cls) -> 'Detections':
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
@@ -52,7 +54,7 @@ def keep_torch_threads(num_threads: Optional[int] = None) -> Iterator[None]:
 
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 @DETECTORS_2D.register_module()
@@ -75,17 +77,19 @@ class YoloDetector:
         allow_download: fetch a missing checkpoint from the ultralytics assets release.
     """
 
-    def __init__(self,
-                 model: str = 'yolov8l.pt',
-                 conf: float = 0.3,
-                 iou: float = 0.45,
-                 max_det: int = 100,
-                 imgsz: int = 640,
-                 batch_size: int = 16,
-                 device: str = 'cpu',
-                 classes: Optional[Sequence[Union[int, str]]] = None,
-                 num_threads: Optional[int] = None,
-                 allow_download: bool = False):
+    def __init__(
+        self,
+        model: str = 'yolov8l.pt',
+        conf: float = 0.3,
+        iou: float = 0.45,
+        max_det: int = 100,
+        imgsz: int = 640,
+        batch_size: int = 16,
+        device: str = 'cpu',
+        classes: Optional[Sequence[Union[int, str]]] = None,
+        num_threads: Optional[int] = None,
+        allow_download: bool = False,
+    ):
         from ultralytics import YOLO
 
         self.model_path = self.check_available(model, allow_download)
@@ -100,12 +104,10 @@ class YoloDetector:
             self._predict([np.zeros((32, 32, 3), np.uint8)])
 
     @classmethod
-    def check_available(cls, model: str = 'yolov8l.pt', allow_download: bool = False,
-                        **_other_args) -> str:
+    def check_available(cls, model: str = 'yolov8l.pt', allow_download: bool = False, **_other_args) -> str:
         """The local model file (or packaged yaml) for ``model``; raises
         ``ModelUnavailableError`` if it cannot be had offline."""
-        return resolve_yolo_model(model, allow_download=allow_download,
-                                  config_key='detector.model')
+        return resolve_yolo_model(model, allow_download=allow_download, config_key='detector.model')
 
     def _class_ids(self, classes) -> Optional[List[int]]:
         if classes is None:
@@ -115,17 +117,24 @@ class YoloDetector:
         for c in classes:
             if isinstance(c, str):
                 if c not in ids_by_name:
-                    raise KeyError(f'{c!r} is not a class of {self.model_path}; it has '
-                                   f'{sorted(ids_by_name)}')
+                    raise KeyError(f'{c!r} is not a class of {self.model_path}; it has {sorted(ids_by_name)}')
                 ids.append(ids_by_name[c])
             else:
                 ids.append(int(c))
         return ids
 
     def _predict(self, images_bgr: List[np.ndarray]):
-        return self.model.predict(images_bgr, conf=self.conf, iou=self.iou, max_det=self.max_det,
-                                  imgsz=self.imgsz, device=self.device, classes=self.classes,
-                                  batch=len(images_bgr), verbose=False)
+        return self.model.predict(
+            images_bgr,
+            conf=self.conf,
+            iou=self.iou,
+            max_det=self.max_det,
+            imgsz=self.imgsz,
+            device=self.device,
+            classes=self.classes,
+            batch=len(images_bgr),
+            verbose=False,
+        )
 
     def detect(self, images: Sequence[np.ndarray]) -> List[Detections]:
         """Detect objects in RGB ``uint8`` images of shape (H, W, 3), of any sizes.
@@ -134,11 +143,14 @@ class YoloDetector:
         coordinates of that image. One model call per ``batch_size`` images.
         """
         for i, image in enumerate(images):
-            if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
-                    and image.dtype == np.uint8):
-                raise ValueError(f'image {i}: expected an RGB uint8 array (H, W, 3), got '
-                                 f'{type(image).__name__} {getattr(image, "shape", "")} '
-                                 f'{getattr(image, "dtype", "")}')
+            if not (
+                isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+            ):
+                raise ValueError(
+                    f'image {i}: expected an RGB uint8 array (H, W, 3), got '
+                    f'{type(image).__name__} {getattr(image, "shape", "")} '
+                    f'{getattr(image, "dtype", "")}'
+                )
         detections: List[Detections] = []
         for batch in _batches(list(images), self.batch_size):
             # ultralytics reads numpy arrays as OpenCV BGR; contiguous, because cv2 rejects
@@ -149,8 +161,11 @@ class YoloDetector:
             assert len(results) == len(batch), 'ultralytics returned a result per image'
             for result in results:
                 boxes = result.boxes
-                detections.append(Detections(
-                    boxes_xyxy=boxes.xyxy.cpu().numpy().astype(np.float32).reshape(-1, 4),
-                    scores=boxes.conf.cpu().numpy().astype(np.float32),
-                    labels=boxes.cls.cpu().numpy().astype(np.int64)))
+                detections.append(
+                    Detections(
+                        boxes_xyxy=boxes.xyxy.cpu().numpy().astype(np.float32).reshape(-1, 4),
+                        scores=boxes.conf.cpu().numpy().astype(np.float32),
+                        labels=boxes.cls.cpu().numpy().astype(np.int64),
+                    )
+                )
         return detections

@@ -4,6 +4,7 @@ Config example::
 
     embedder = dict(type='OpenClipEmbedder', model_name='ViT-B-32', pretrained='laion2b_s34b_b79k')
 """
+
 from __future__ import annotations
 
 from typing import Callable, List, Optional, Sequence
@@ -36,21 +37,24 @@ class OpenClipEmbedder:
         cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
     """
 
-    def __init__(self,
-                 model_name: str = 'ViT-B-32',
-                 pretrained: Optional[str] = 'laion2b_s34b_b79k',
-                 batch_size: int = 64,
-                 device: str = 'cpu',
-                 allow_download: bool = False,
-                 cache_dir: Optional[str] = None):
+    def __init__(
+        self,
+        model_name: str = 'ViT-B-32',
+        pretrained: Optional[str] = 'laion2b_s34b_b79k',
+        batch_size: int = 64,
+        device: str = 'cpu',
+        allow_download: bool = False,
+        cache_dir: Optional[str] = None,
+    ):
         import open_clip
 
-        source = resolve_open_clip_model(model_name, pretrained, allow_download=allow_download,
-                                         cache_dir=cache_dir, config_key='embedder')
+        source = resolve_open_clip_model(
+            model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
+        )
         self.source, self.batch_size, self.device = source, batch_size, torch.device(device)
         model, _, preprocess = open_clip.create_model_and_transforms(
-            source.model_name, pretrained=source.pretrained, device=self.device,
-            **source.preprocess_overrides)
+            source.model_name, pretrained=source.pretrained, device=self.device, **source.preprocess_overrides
+        )
         self.model = model.eval()
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
         self.tokenizer = open_clip.get_tokenizer(source.model_name)
@@ -59,14 +63,19 @@ class OpenClipEmbedder:
         self._embedding_dim = int(self.encode_texts(['']).shape[1])
 
     @classmethod
-    def check_available(cls, model_name: str = 'ViT-B-32',
-                        pretrained: Optional[str] = 'laion2b_s34b_b79k',
-                        allow_download: bool = False, cache_dir: Optional[str] = None,
-                        **_other_args):
+    def check_available(
+        cls,
+        model_name: str = 'ViT-B-32',
+        pretrained: Optional[str] = 'laion2b_s34b_b79k',
+        allow_download: bool = False,
+        cache_dir: Optional[str] = None,
+        **_other_args,
+    ):
         """The resolved local source; raises ``ModelUnavailableError`` if it cannot be had
         offline."""
-        return resolve_open_clip_model(model_name, pretrained, allow_download=allow_download,
-                                       cache_dir=cache_dir, config_key='embedder')
+        return resolve_open_clip_model(
+            model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
+        )
 
     @property
     def embedding_dim(self) -> int:
@@ -77,8 +86,9 @@ class OpenClipEmbedder:
         """(n, embedding_dim) float32, unit L2 norm; one forward pass per ``batch_size``."""
         chunks: List[np.ndarray] = []
         for start in range(0, len(images), self.batch_size):
-            pixels = torch.stack([self.preprocess(image.convert('RGB'))
-                                  for image in images[start:start + self.batch_size]])
+            pixels = torch.stack(
+                [self.preprocess(image.convert('RGB')) for image in images[start : start + self.batch_size]]
+            )
             features = self.model.encode_image(pixels.to(self.device))
             chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
         return self._concat(chunks)
@@ -88,7 +98,7 @@ class OpenClipEmbedder:
         """(n, embedding_dim) float32, unit L2 norm; one forward pass per ``batch_size``."""
         chunks: List[np.ndarray] = []
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size]))
+            tokens = self.tokenizer(list(texts[start : start + self.batch_size]))
             features = self.model.encode_text(tokens.to(self.device))
             chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
         return self._concat(chunks)

@@ -1,4 +1,5 @@
 """Stage 1: frame records from a v2 info pickle (one per sample token × camera)."""
+
 from __future__ import annotations
 
 import glob
@@ -11,8 +12,7 @@ from typing import Dict, List, Optional, Sequence
 from ..registry import FRAME_SOURCES
 from .contracts import FRAME_STATUS_MISSING, FRAME_STATUS_OK, frame_id
 
-NUSCENES_CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT',
-                    'CAM_BACK_RIGHT')
+NUSCENES_CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
 
 
 class InfoPickleError(ValueError):
@@ -50,8 +50,10 @@ def load_info_pickle(path: str) -> dict:
         raise InfoPickleError(f'cannot read info pickle {path}: {type(err).__name__}: {err}') from err
     if not isinstance(infos, dict) or 'data_list' not in infos:
         keys = sorted(infos) if isinstance(infos, dict) else type(infos).__name__
-        raise InfoPickleError(f'{path} is not an mmdet3d v2 info pickle (no data_list; found {keys}). '
-                              'Convert old pickles with mmdet3d tools/dataset_converters/update_infos_to_v2.py')
+        raise InfoPickleError(
+            f'{path} is not an mmdet3d v2 info pickle (no data_list; found {keys}). '
+            'Convert old pickles with mmdet3d tools/dataset_converters/update_infos_to_v2.py'
+        )
     return infos
 
 
@@ -72,7 +74,16 @@ def scene_tokens_from_tables(data_root: str, version: Optional[str] = None) -> D
 @FRAME_SOURCES.register_module()
 class InfoPickleFrames:
     """Frames of the chosen cameras, with image paths resolved the way mmdet3d resolves them:
-    ``data_root / data_prefix[camera] / images[camera]['img_path']``."""
+    ``data_root / data_prefix[camera] / images[camera]['img_path']``.
+
+    A frame whose image file is absent gets status ``missing`` (a counted skip, not an
+    error); a pickle that is unreadable, not v2, or lacks a camera raises ``InfoPickleError``.
+
+    Args:
+        cameras (Sequence[str]): camera channels to mine, in output order.
+        data_prefix (dict, optional): camera → image directory relative to ``data_root``;
+            cameras not given default to ``samples/<camera>``, as in mmdet3d's nuScenes configs.
+    """
 
     def __init__(self, cameras: Sequence[str] = NUSCENES_CAMERAS, data_prefix: Optional[Dict[str, str]] = None):
         if not cameras:
@@ -100,7 +111,15 @@ class InfoPickleFrames:
                     raise InfoPickleError(f'{path}: sample {token} has no image for {cam}')
                 img_path = os.path.join(data_root, self.data_prefix[cam], image['img_path'])
                 seconds = float(image.get('timestamp', info.get('timestamp', 0.0)))  # v2 stores seconds
-                frames.append(Frame(token, scenes.get(token, ''), int(info.get('sample_idx', position)), cam,
-                                    img_path, int(round(seconds * 1e6)),
-                                    FRAME_STATUS_OK if os.path.isfile(img_path) else FRAME_STATUS_MISSING))
+                frames.append(
+                    Frame(
+                        token,
+                        scenes.get(token, ''),
+                        int(info.get('sample_idx', position)),
+                        cam,
+                        img_path,
+                        int(round(seconds * 1e6)),
+                        FRAME_STATUS_OK if os.path.isfile(img_path) else FRAME_STATUS_MISSING,
+                    )
+                )
         return frames

@@ -23,6 +23,7 @@ How each family resolves (first match wins):
   ``config.json`` → that directory; a repo id (``Qwen/Qwen2-VL-2B-Instruct``) → its complete
   snapshot in the Hugging Face cache (``HF_HUB_CACHE``).
 """
+
 from __future__ import annotations
 
 import glob
@@ -33,8 +34,12 @@ from pathlib import Path
 from typing import Dict, Optional
 
 __all__ = [
-    'ModelUnavailableError', 'OpenClipSource', 'resolve_hf_model', 'resolve_yolo_model',
-    'resolve_open_clip_model', 'check_available'
+    'ModelUnavailableError',
+    'OpenClipSource',
+    'resolve_hf_model',
+    'resolve_yolo_model',
+    'resolve_open_clip_model',
+    'check_available',
 ]
 
 # Where the messages suggest putting downloaded models (relative to the working directory).
@@ -55,8 +60,7 @@ class ModelUnavailableError(RuntimeError):
 
     def __init__(self, model: str, reason: str, remedy: str):
         self.model, self.reason, self.remedy = model, reason, remedy
-        super().__init__(f'Model {model!r} is not available offline: {reason}.\n'
-                         f'To provide it: {remedy}')
+        super().__init__(f'Model {model!r} is not available offline: {reason}.\nTo provide it: {remedy}')
 
 
 def _expand(path: str) -> str:
@@ -79,12 +83,19 @@ def _has_hf_weights(directory: str) -> bool:
 
 def _hf_cache_dir(cache_dir: Optional[str]) -> str:
     from huggingface_hub import constants
+
     return cache_dir or constants.HF_HUB_CACHE
 
 
 # --------------------------------------------------------------------------- transformers
-def resolve_hf_model(model: str, *, allow_download: bool = False, cache_dir: Optional[str] = None,
-                     config_key: str = 'model', example_repo: Optional[str] = None) -> str:
+def resolve_hf_model(
+    model: str,
+    *,
+    allow_download: bool = False,
+    cache_dir: Optional[str] = None,
+    config_key: str = 'model',
+    example_repo: Optional[str] = None,
+) -> str:
     """Local directory of a transformers model given by local directory or hub repo id.
 
     Args:
@@ -103,38 +114,42 @@ def resolve_hf_model(model: str, *, allow_download: bool = False, cache_dir: Opt
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, 'config.json')):
             raise ModelUnavailableError(
-                model, f'the directory {path} has no config.json',
-                'point it at a directory written by save_pretrained() or by '
-                '`hf download <repo> --local-dir <dir>`')
+                model,
+                f'the directory {path} has no config.json',
+                'point it at a directory written by save_pretrained() or by `hf download <repo> --local-dir <dir>`',
+            )
         return path
     first = model.split('/')[0]
     if not _looks_like_repo_id(model) or first == MODELS_DIR or os.path.isdir(first):
         # Meant as a local path ('models/x', './x', '/abs/x'), and nothing is there.
         raise ModelUnavailableError(
-            model, f'no such directory ({path})',
+            model,
+            f'no such directory ({path})',
             f'on a machine with internet run `hf download {example_repo or "<org>/<name>"} '
             f'--local-dir {model}` and copy {model} here, or set {config_key} to an existing '
-            'model directory or a hub repo id')
+            'model directory or a hub repo id',
+        )
 
     local_dir = _local_dir_name(model)
-    remedy = (f'on a machine with internet run `hf download {model} --local-dir {local_dir}` '
-              f'(older huggingface_hub: `huggingface-cli download ...`), copy {local_dir} here, '
-              f"then set {config_key}='{local_dir}'; or build the component with "
-              'allow_download=True to fetch it into the Hugging Face cache')
+    remedy = (
+        f'on a machine with internet run `hf download {model} --local-dir {local_dir}` '
+        f'(older huggingface_hub: `huggingface-cli download ...`), copy {local_dir} here, '
+        f"then set {config_key}='{local_dir}'; or build the component with "
+        'allow_download=True to fetch it into the Hugging Face cache'
+    )
     from huggingface_hub import snapshot_download
+
     try:
-        snapshot = snapshot_download(model, cache_dir=cache_dir,
-                                     local_files_only=not allow_download)
+        snapshot = snapshot_download(model, cache_dir=cache_dir, local_files_only=not allow_download)
     except Exception as error:  # noqa: BLE001 -- every hub failure means the same thing here
-        reason = (f'it is not a local directory and not in the Hugging Face cache '
-                  f'({_hf_cache_dir(cache_dir)})')
+        reason = f'it is not a local directory and not in the Hugging Face cache ({_hf_cache_dir(cache_dir)})'
         if allow_download:
             reason = f'the download failed ({type(error).__name__}: {str(error).splitlines()[0]})'
         raise ModelUnavailableError(model, reason, remedy) from None
     if not (os.path.isfile(os.path.join(snapshot, 'config.json')) and _has_hf_weights(snapshot)):
         raise ModelUnavailableError(
-            model, f'its Hugging Face cache entry {snapshot} is incomplete (config.json or '
-                   'weights missing)', remedy)
+            model, f'its Hugging Face cache entry {snapshot} is incomplete (config.json or weights missing)', remedy
+        )
     return snapshot
 
 
@@ -142,11 +157,11 @@ def resolve_hf_model(model: str, *, allow_download: bool = False, cache_dir: Opt
 def _ultralytics_release() -> str:
     # The release ultralytics itself downloads its named assets from.
     from ultralytics.utils.downloads import attempt_download_asset
+
     return inspect.signature(attempt_download_asset).parameters['release'].default
 
 
-def resolve_yolo_model(model: str, *, allow_download: bool = False,
-                       config_key: str = 'detector.model') -> str:
+def resolve_yolo_model(model: str, *, allow_download: bool = False, config_key: str = 'detector.model') -> str:
     """What to pass to ``ultralytics.YOLO``: a local file, or a packaged architecture yaml.
 
     Raises:
@@ -162,19 +177,21 @@ def resolve_yolo_model(model: str, *, allow_download: bool = False,
         # Architecture configs ship inside ultralytics ('yolov8l.yaml' → yolov8.yaml, scale l):
         # the model is built with random weights, which is what speed measurements need.
         from ultralytics.nn.tasks import yaml_model_load
+
         try:
             yaml_model_load(model)
         except Exception:  # noqa: BLE001
             raise ModelUnavailableError(
-                model, 'no such file, and ultralytics ships no architecture config of that name',
-                f"set {config_key} to a .pt checkpoint or to a config such as 'yolov8l.yaml'"
+                model,
+                'no such file, and ultralytics ships no architecture config of that name',
+                f"set {config_key} to a .pt checkpoint or to a config such as 'yolov8l.yaml'",
             ) from None
         return model
     if suffix != '.pt':
-        raise ModelUnavailableError(model, f'no such file ({path})',
-                                    f'set {config_key} to an existing checkpoint file')
+        raise ModelUnavailableError(model, f'no such file ({path})', f'set {config_key} to an existing checkpoint file')
 
     from ultralytics.utils import SETTINGS
+
     weights_dir = Path(SETTINGS['weights_dir'])
     url = f'https://github.com/ultralytics/assets/releases/download/{_ultralytics_release()}/{name}'
     if Path(model).parent != Path('.'):
@@ -187,18 +204,20 @@ def resolve_yolo_model(model: str, *, allow_download: bool = False,
         if target.is_file():
             return str(target)
         reason = f'no such file, and not in ultralytics\' weights directory ({weights_dir})'
-        remedy = (f'download {url} into {MODELS_DIR}/ and set {config_key}=\'{MODELS_DIR}/{name}\' '
-                  f'(or put it in ultralytics\' weights directory {weights_dir})')
+        remedy = (
+            f'download {url} into {MODELS_DIR}/ and set {config_key}=\'{MODELS_DIR}/{name}\' '
+            f'(or put it in ultralytics\' weights directory {weights_dir})'
+        )
     remedy += '; or build the component with allow_download=True'
     if not allow_download:
         raise ModelUnavailableError(model, reason, remedy)
     from ultralytics.utils.downloads import attempt_download_asset
+
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         downloaded = attempt_download_asset(target)
     except Exception as error:  # noqa: BLE001
-        raise ModelUnavailableError(
-            model, f'the download failed ({type(error).__name__}: {error})', remedy) from None
+        raise ModelUnavailableError(model, f'the download failed ({type(error).__name__}: {error})', remedy) from None
     if not os.path.isfile(downloaded):
         raise ModelUnavailableError(model, 'ultralytics has no asset of that name', remedy)
     return downloaded
@@ -208,6 +227,7 @@ def resolve_yolo_model(model: str, *, allow_download: bool = False,
 @dataclass
 class OpenClipSource:
     """What to pass to ``open_clip.create_model_and_transforms`` (all of it local)."""
+
     model_name: str  # a built-in architecture name, or 'local-dir:<dir>'
     pretrained: Optional[str] = None  # a local checkpoint file, or None (random / from the dir)
     # Preprocessing of the pretrained tag (mean/std/interpolation/resize mode): open_clip applies
@@ -218,12 +238,15 @@ class OpenClipSource:
 def _open_clip_dir(directory: str, model: str) -> OpenClipSource:
     if not os.path.isfile(os.path.join(directory, _OPEN_CLIP_CONFIG)):
         raise ModelUnavailableError(
-            model, f'the directory {directory} has no {_OPEN_CLIP_CONFIG}',
+            model,
+            f'the directory {directory} has no {_OPEN_CLIP_CONFIG}',
             f'use a directory holding {_OPEN_CLIP_CONFIG} and its weights (e.g. an open_clip '
-            'repo from the Hugging Face hub, downloaded with `hf download <repo> --local-dir`)')
+            'repo from the Hugging Face hub, downloaded with `hf download <repo> --local-dir`)',
+        )
     if not any(glob.glob(os.path.join(directory, p)) for p in ('*.safetensors', '*.bin', '*.pth')):
-        raise ModelUnavailableError(model, f'the directory {directory} holds no weights file',
-                                    f'put the weights next to {_OPEN_CLIP_CONFIG}')
+        raise ModelUnavailableError(
+            model, f'the directory {directory} holds no weights file', f'put the weights next to {_OPEN_CLIP_CONFIG}'
+        )
     return OpenClipSource(model_name=f'local-dir:{directory}')
 
 
@@ -238,18 +261,23 @@ def _safetensors_twins(filename: str):
 def _hub_file(repo_id: str, filenames, cache_dir: Optional[str], allow_download: bool):
     """The first of ``filenames`` in the cache (or downloaded); None if none is."""
     from huggingface_hub import hf_hub_download
+
     for filename in filenames:
         try:
-            return hf_hub_download(repo_id, filename, cache_dir=cache_dir,
-                                   local_files_only=not allow_download)
+            return hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=not allow_download)
         except Exception:  # noqa: BLE001 -- try the next candidate
             continue
     return None
 
 
-def resolve_open_clip_model(model_name: str, pretrained: Optional[str], *,
-                            allow_download: bool = False, cache_dir: Optional[str] = None,
-                            config_key: str = 'embedder') -> OpenClipSource:
+def resolve_open_clip_model(
+    model_name: str,
+    pretrained: Optional[str],
+    *,
+    allow_download: bool = False,
+    cache_dir: Optional[str] = None,
+    config_key: str = 'embedder',
+) -> OpenClipSource:
     """Resolve an open_clip (architecture, weights) pair to local files.
 
     Raises:
@@ -259,30 +287,36 @@ def resolve_open_clip_model(model_name: str, pretrained: Optional[str], *,
     import open_clip
 
     if model_name.startswith('local-dir:'):
-        return _open_clip_dir(_expand(model_name[len('local-dir:'):]), model_name)
+        return _open_clip_dir(_expand(model_name[len('local-dir:') :]), model_name)
     if os.path.isdir(_expand(model_name)):
         return _open_clip_dir(_expand(model_name), model_name)
 
     if model_name.startswith('hf-hub:'):
-        repo_id = model_name[len('hf-hub:'):]
+        repo_id = model_name[len('hf-hub:') :]
         local_dir = _local_dir_name(repo_id)
-        remedy = (f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with '
-                  f"internet, copy it here and set {config_key}.model_name='{local_dir}'")
+        remedy = (
+            f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with '
+            f"internet, copy it here and set {config_key}.model_name='{local_dir}'"
+        )
         config = _hub_file(repo_id, [_OPEN_CLIP_CONFIG], cache_dir, allow_download)
         weights = _hub_file(repo_id, _OPEN_CLIP_HF_WEIGHTS, cache_dir, allow_download)
         if config is None or weights is None:
             raise ModelUnavailableError(
-                model_name, f'its config and weights are not in the Hugging Face cache '
-                            f'({_hf_cache_dir(cache_dir)})', remedy)
+                model_name,
+                f'its config and weights are not in the Hugging Face cache ({_hf_cache_dir(cache_dir)})',
+                remedy,
+            )
         # Both files sit in the same cached snapshot directory.
         return _open_clip_dir(os.path.dirname(config), model_name)
 
     architecture = model_name.replace('/', '-')  # open_clip's own spelling clean-up
     if open_clip.get_model_config(architecture) is None:
         raise ModelUnavailableError(
-            model_name, 'it is neither a local directory nor one of open_clip\'s architectures',
+            model_name,
+            'it is neither a local directory nor one of open_clip\'s architectures',
             f'set {config_key}.model_name to one of open_clip.list_models() or to a local '
-            f'directory with {_OPEN_CLIP_CONFIG} and weights')
+            f'directory with {_OPEN_CLIP_CONFIG} and weights',
+        )
     if not pretrained:
         return OpenClipSource(model_name=architecture)  # random weights, for timing runs
     if os.path.isfile(_expand(pretrained)):
@@ -291,30 +325,34 @@ def resolve_open_clip_model(model_name: str, pretrained: Optional[str], *,
     tag_cfg = open_clip.get_pretrained_cfg(architecture, pretrained)
     if not tag_cfg:
         raise ModelUnavailableError(
-            f'{model_name}/{pretrained}', 'the pretrained value is neither a file nor a tag '
-                                          'open_clip knows for this architecture',
-            f'use one of {open_clip.list_pretrained_tags_by_model(architecture)} or a checkpoint '
-            'file')
-    preprocess = {'image_mean': tag_cfg.get('mean'), 'image_std': tag_cfg.get('std'),
-                  'image_interpolation': tag_cfg.get('interpolation'),
-                  'image_resize_mode': tag_cfg.get('resize_mode')}
+            f'{model_name}/{pretrained}',
+            'the pretrained value is neither a file nor a tag open_clip knows for this architecture',
+            f'use one of {open_clip.list_pretrained_tags_by_model(architecture)} or a checkpoint file',
+        )
+    preprocess = {
+        'image_mean': tag_cfg.get('mean'),
+        'image_std': tag_cfg.get('std'),
+        'image_interpolation': tag_cfg.get('interpolation'),
+        'image_resize_mode': tag_cfg.get('resize_mode'),
+    }
     preprocess = {k: v for k, v in preprocess.items() if v is not None}
     checkpoint, where, remedy = None, [], []
     if tag_cfg.get('hf_hub'):
         # 'org/repo/' (default file name) or 'org/repo/file.bin', as open_clip spells it.
         repo_id, filename = os.path.split(tag_cfg['hf_hub'])
         filename = filename or _OPEN_CLIP_HF_WEIGHTS[1]
-        checkpoint = _hub_file(repo_id, [*_safetensors_twins(filename), filename], cache_dir,
-                               allow_download)
+        checkpoint = _hub_file(repo_id, [*_safetensors_twins(filename), filename], cache_dir, allow_download)
         where.append(f'the Hugging Face cache ({_hf_cache_dir(cache_dir)}, repo {repo_id})')
         local_dir = _local_dir_name(repo_id)
         remedy.append(
             f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with internet, '
             f"copy it here and set {config_key}.model_name='{local_dir}' (works when the repo "
             f"holds {_OPEN_CLIP_CONFIG}, as open_clip's own repos do), or keep "
-            f"model_name='{model_name}' and set {config_key}.pretrained='{local_dir}/{filename}'")
+            f"model_name='{model_name}' and set {config_key}.pretrained='{local_dir}/{filename}'"
+        )
     if checkpoint is None and tag_cfg.get('url'):
         from open_clip.pretrained import download_pretrained_from_url
+
         clip_cache = cache_dir or os.path.expanduser('~/.cache/clip')
         target = os.path.join(clip_cache, os.path.basename(tag_cfg['url']))
         if os.path.isfile(target):
@@ -328,10 +366,11 @@ def resolve_open_clip_model(model_name: str, pretrained: Optional[str], *,
         remedy.append(f'download {tag_cfg["url"]} and set {config_key}.pretrained to the file')
     if checkpoint is None:
         raise ModelUnavailableError(
-            f'{model_name}/{pretrained}', f'its weights are not in {" or ".join(where)}',
-            '; or '.join(remedy) + '; or build the component with allow_download=True')
-    return OpenClipSource(model_name=architecture, pretrained=checkpoint,
-                          preprocess_overrides=preprocess)
+            f'{model_name}/{pretrained}',
+            f'its weights are not in {" or ".join(where)}',
+            '; or '.join(remedy) + '; or build the component with allow_download=True',
+        )
+    return OpenClipSource(model_name=architecture, pretrained=checkpoint, preprocess_overrides=preprocess)
 
 
 # --------------------------------------------------------------------------- config-level check
@@ -344,10 +383,16 @@ def check_available(registry, cfg: dict) -> None:
     class must provide a ``check_available(**cfg)`` classmethod.
 
     Raises:
+        KeyError: ``cfg`` has no ``type``, or ``registry`` has no component of that name.
         ModelUnavailableError: as the component's constructor would.
     """
     cfg = dict(cfg)
-    component = registry.get(cfg.pop('type'))
+    if 'type' not in cfg:
+        raise KeyError(f'a {registry.name} config needs a type, got {cfg!r}')
+    name = cfg.pop('type')
+    component = registry.get(name)
     if component is None:
-        raise KeyError(f'{registry.name} has no component named {cfg!r}')
+        raise KeyError(
+            f'{registry.name} has no component named {name!r}; registered: {", ".join(sorted(registry.module_dict))}'
+        )
     component.check_available(**cfg)

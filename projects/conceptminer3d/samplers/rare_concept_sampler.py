@@ -9,6 +9,7 @@ it keeps a fixed epoch length, reseeds every epoch (``seed + epoch``) and shards
 ranks like mmengine's DefaultSampler. Use it instead of CBGS, not on top of it
 (``configs/centerpoint_mined20_rare_sampler*.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -41,19 +42,35 @@ class RareConceptSampler(Sampler):
 
     Args:
         dataset: the training dataset (its samples must carry the nuScenes sample ``token``).
-        mining_dir: work dir of ``tools/mine.py`` (reads ``concepts.parquet``).
-        group_weights: weight of a sample whose best crop group is this group.
+        mining_dir: work dir of ``tools/mine.py`` (reads ``concepts.parquet``); default: the
+            dataset's own ``mining_dir`` (``SubsetNuScenesDataset``).
+        group_weights: weight of a sample whose best crop group is this group; groups left
+            out keep ``DEFAULT_GROUP_WEIGHTS`` (the one place those defaults are written).
         default_weight: weight of samples absent from the mining outputs.
         num_samples: indices per epoch over all ranks (default: ``len(dataset)``); fixed.
         seed: base seed; ``None`` draws one and syncs it across ranks.
     """
 
-    def __init__(self, dataset, mining_dir: str, group_weights: Optional[Dict[str, float]] = None,
-                 default_weight: float = 1.0, num_samples: Optional[int] = None, seed: Optional[int] = None):
+    def __init__(
+        self,
+        dataset,
+        mining_dir: Optional[str] = None,
+        group_weights: Optional[Dict[str, float]] = None,
+        default_weight: float = 1.0,
+        num_samples: Optional[int] = None,
+        seed: Optional[int] = None,
+    ):
+        mining_dir = mining_dir or getattr(dataset, 'mining_dir', None)
+        if not mining_dir:
+            raise ValueError(
+                'RareConceptSampler: give mining_dir, or a dataset built with one '
+                '(SubsetNuScenesDataset(mining_dir=...))'
+            )
         concepts_file = os.path.join(mining_dir, CONCEPTS_FILE)
         if not os.path.isfile(concepts_file):
-            raise FileNotFoundError(f'RareConceptSampler: no mining outputs at {concepts_file} '
-                                    '(run tools/mine.py first)')
+            raise FileNotFoundError(
+                f'RareConceptSampler: no mining outputs at {concepts_file} (run tools/mine.py first)'
+            )
         group_weights = dict(DEFAULT_GROUP_WEIGHTS, **(group_weights or {}))
         if min(list(group_weights.values()) + [default_weight]) <= 0:
             raise ValueError('sampling weights must be positive')
@@ -72,7 +89,7 @@ class RareConceptSampler(Sampler):
         generator = torch.Generator()
         generator.manual_seed(self.seed + self.epoch)
         indices = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator)
-        return iter(indices[self.rank:self.total_size:self.world_size].tolist())
+        return iter(indices[self.rank : self.total_size : self.world_size].tolist())
 
     def __len__(self) -> int:
         return self.num_samples

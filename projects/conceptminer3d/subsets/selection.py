@@ -1,42 +1,88 @@
-"""Which train samples go into a mined subset: "Random r% + Target t%".
+"""Which train samples go into a mined subset: "Random r% + Target t%", and its baselines.
 
 Pure functions of the mining tables and the train pickle's sample list, seeded, so the
 same inputs and seed always give the same subset.
 """
+
 from __future__ import annotations
 
+import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..mining.contracts import GROUP_RARE, GROUP_TARGET
 
 REASON_TARGET, REASON_RARE, REASON_FILL, REASON_RANDOM = 'target', 'rare_topup', 'fill_topup', 'random'
+UNITS = ('sample', 'scene')
+SELECTIONS = ('ranked', 'uniform')
+_CHUNK = 1 << 16  # crop embeddings summed per step
 
 
 @dataclass(frozen=True)
 class SubsetSpec:
+    """What a mined subset holds: "Random ``random_ratio`` + Target ``target_ratio``".
+
+    These field defaults are the only ones: mining configs (``subsets=dict(...)``),
+    ``DataMiningHook`` and ``tools/build_subsets.py`` set only what they change.
+
+    Args:
+        target_ratio (float): share of the train set drawn from samples with a Target crop.
+        random_ratio (float): share drawn uniformly from the rest.
+        unit (str): ``'sample'``, or ``'scene'`` to take whole scenes (by scene token).
+        seed (int): seed of every draw: the mined subset's, the random baseline's and the
+            coreset's first centre.
+        selection (str): how the Target slots are filled. ``'ranked'``: samples in order of
+            their strongest rare Target crop (``target_scores``); ``'uniform'``: drawn
+            uniformly among the samples with a Target crop (the original rule).
+        concept_quota (bool): with ``'ranked'``, split the Target slots evenly across the
+            target concepts, so that one frequent target cannot take them all.
+    """
+
     target_ratio: float = 0.1
     random_ratio: float = 0.1
-    unit: str = 'sample'  # 'sample' or 'scene' (whole scenes, by scene token)
+    unit: str = 'sample'
     seed: int = 0
+    selection: str = 'ranked'
+    concept_quota: bool = False
 
     def __post_init__(self):
-        if not (0 <= self.target_ratio <= 1 and 0 <= self.random_ratio <= 1
-                and 0 < self.target_ratio + self.random_ratio <= 1):
-            raise ValueError(f'ratios must be in [0, 1] with 0 < sum <= 1, got target={self.target_ratio}, '
-                             f'random={self.random_ratio}')
-        if self.unit not in ('sample', 'scene'):
-            raise ValueError(f"unit must be 'sample' or 'scene', got {self.unit!r}")
+        if not (
+            0 <= self.target_ratio <= 1
+            and 0 <= self.random_ratio <= 1
+            and 0 < self.target_ratio + self.random_ratio <= 1
+        ):
+            raise ValueError(
+                f'ratios must be in [0, 1] with 0 < sum <= 1, got target={self.target_ratio}, '
+                f'random={self.random_ratio}'
+            )
+        if self.unit not in UNITS:
+            raise ValueError(f'unit must be one of {UNITS}, got {self.unit!r}')
+        if self.selection not in SELECTIONS:
+            raise ValueError(f'selection must be one of {SELECTIONS}, got {self.selection!r}')
+        if self.concept_quota and self.selection != 'ranked':
+            raise ValueError("concept_quota splits the ranked Target slots: it needs selection='ranked'")
 
     @property
     def name(self) -> str:
-        return f'random{round(self.random_ratio * 100)}_target{round(self.target_ratio * 100)}'
+        # The rule is part of the name so that subsets made by different rules can live in one
+        # mining dir (mining is the expensive part, and its cache lives there).
+        suffix = '_uniform' if self.selection == 'uniform' else '_quota' if self.concept_quota else ''
+        return f'random{round(self.random_ratio * 100)}_target{round(self.target_ratio * 100)}{suffix}'
 
     @property
     def baseline_name(self) -> str:
-        return f'random{round((self.random_ratio + self.target_ratio) * 100)}'
+        return f'random{self._size_pct}'
+
+    @property
+    def coreset_name(self) -> str:
+        return f'coreset{self._size_pct}'
+
+    @property
+    def _size_pct(self) -> int:
+        return round((self.random_ratio + self.target_ratio) * 100)
 
 
 @dataclass
@@ -44,6 +90,7 @@ class Selection:
     indices: List[int]  # positions in the train pickle, ascending
     reasons: Dict[int, str]
     shortfall: Dict[str, int] = field(default_factory=dict)  # target slots filled from Rare / the rest
+    chosen_by: Dict[int, Tuple[str, float]] = field(default_factory=dict)  # ranked target: (concept, score)
 
 
 def _draw(rng: np.random.Generator, pool: Sequence, k: int) -> List:
@@ -52,14 +99,61 @@ def _draw(rng: np.random.Generator, pool: Sequence, k: int) -> List:
     return [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))] if k else []
 
 
-def select_mined(sample_groups: Dict[int, set], scene_of: Sequence[str], spec: SubsetSpec) -> Selection:
-    """``sample_groups``: train position → set of crop groups found in that sample.
+def rarity_weights(top_concepts: Iterable[str]) -> Dict[str, float]:
+    """concept → ``-ln(share)``, its share among the mined crops' top concepts.
 
-    Target slots: round(target_ratio·N) samples with a Target crop; a shortfall is topped up
-    from samples with a Rare crop, then from the rest. Random slots: round(random_ratio·N)
-    drawn uniformly from what remains. In scene mode the same rules pick whole scenes
-    (a scene counts as Target/Rare if any of its samples is) until each quota of samples is
-    reached."""
+    The surprisal of the concept, rather than ``1 / share``: it grows slowly enough that the
+    crop's own confidence still counts. Among 10k crops, ``1 / share`` weighs a concept seen
+    once 10× one seen ten times, so a single low-confidence (often mistaken) crop of it would
+    outrank every confident crop of the other; ``-ln`` weighs them 9.2 and 6.9. A concept that
+    is every mined crop weighs 0: there is no rarity to rank by, and the seeded draw decides.
+    """
+    counts = Counter(top_concepts)
+    total = sum(counts.values())
+    return {c: -math.log(k / total) for c, k in sorted(counts.items())}
+
+
+def target_scores(
+    crops: Iterable[Tuple[int, str, str, float]], weights: Dict[str, float]
+) -> Dict[int, Dict[str, float]]:
+    """Train position → {target concept: best ``top_score × weight`` of its crops there}.
+
+    Args:
+        crops: ``(train position, group, top_concept, top_score)`` of each mined crop; only
+            Target crops count.
+        weights: ``rarity_weights`` of all mined crops.
+    """
+    scores: Dict[int, Dict[str, float]] = {}
+    for i, group, concept, score in crops:
+        if group != GROUP_TARGET:
+            continue
+        # A negative similarity is no evidence at all; clipped, so that rarity can only raise a score.
+        value = max(float(score), 0.0) * weights[concept]
+        best = scores.setdefault(i, {})
+        best[concept] = max(best.get(concept, value), value)
+    return scores
+
+
+def _best(scores: Dict[str, float]) -> Tuple[str, float]:
+    return min(scores.items(), key=lambda item: (-item[1], item[0]))
+
+
+def select_mined(
+    sample_groups: Dict[int, set],
+    scene_of: Sequence[str],
+    spec: SubsetSpec,
+    scores: Optional[Dict[int, Dict[str, float]]] = None,
+) -> Selection:
+    """``sample_groups``: train position → set of crop groups found in that sample;
+    ``scores``: ``target_scores`` (needed by ``selection='ranked'``).
+
+    Target slots: round(target_ratio·N) samples with a Target crop, by ``spec.selection``;
+    a shortfall is topped up from samples with a Rare crop, then from the rest (uniformly).
+    Random slots: round(random_ratio·N) drawn uniformly from what remains. In scene mode the
+    same rules pick whole scenes (a scene counts as Target/Rare if any of its samples is, and
+    ranks by its best sample) until each quota of samples is reached."""
+    if spec.selection == 'ranked' and scores is None:
+        raise ValueError("selection='ranked' needs the target crops' scores (target_scores)")
     n = len(scene_of)
     rng = np.random.default_rng(spec.seed)
     n_target, n_random = round(spec.target_ratio * n), round(spec.random_ratio * n)
@@ -78,36 +172,153 @@ def select_mined(sample_groups: Dict[int, set], scene_of: Sequence[str], spec: S
         (REASON_FILL, list(units)),
     ]
     chosen: Dict[int, str] = {}
+    chosen_by: Dict[int, Tuple[str, float]] = {}
     taken_units: set = set()
     shortfall: Dict[str, int] = {}
 
+    def fits(u, got, quota):
+        return not (spec.unit == 'scene' and got + len(units[u]) > quota and got > 0)  # try a smaller scene
+
+    def take_unit(u, reason, why=None):
+        taken_units.add(u)
+        for i in units[u]:
+            chosen[i] = reason
+            if why:
+                chosen_by[i] = why
+        return len(units[u])
+
+    def shuffled(pool):
+        available = sorted(u for u in pool if u not in taken_units)
+        return [available[i] for i in rng.permutation(len(available))]
+
     def take(pool, quota, reason):
         got = 0
-        available = sorted(u for u in pool if u not in taken_units)
-        order = [available[i] for i in rng.permutation(len(available))]
-        for u in order:
+        for u in shuffled(pool):
             if got >= quota:
                 break
-            if spec.unit == 'scene' and got + len(units[u]) > quota and got > 0:
-                continue  # a whole scene would overshoot: try a smaller one
-            taken_units.add(u)
+            if fits(u, got, quota):
+                got += take_unit(u, reason)
+        return got
+
+    def take_ranked(pool, quota):
+        # The uniform rule's own permutation orders the ties: ties fall by the seed, and the
+        # tiers after this one see the same RNG state as under 'uniform'.
+        order = shuffled(pool)
+        unit_scores = {}
+        for u in order:
+            best = unit_scores[u] = {}
             for i in units[u]:
-                chosen[i] = reason
-            got += len(units[u])
+                for concept, value in scores.get(i, {}).items():
+                    best[concept] = max(best.get(concept, value), value)
+            if not best:
+                raise ValueError(f'{u!r} has a Target crop but no score: give the target_scores of the same crops')
+        got = 0
+        if not spec.concept_quota:
+            for u in sorted(order, key=lambda u: -_best(unit_scores[u])[1]):  # stable: ties keep the draw
+                if got >= quota:
+                    break
+                if fits(u, got, quota):
+                    got += take_unit(u, REASON_TARGET, _best(unit_scores[u]))
+            return got
+        # Per-concept quota: the next slot goes to the concept holding the fewest so far (ties: the
+        # concept with the stronger best candidate, then by name), which splits the slots evenly and
+        # hands the share of a concept that runs out of candidates on to the others.
+        concepts = sorted(
+            {c for s in unit_scores.values() for c in s},
+            key=lambda c: (-max(s.get(c, -1.0) for s in unit_scores.values()), c),
+        )
+        queues = {
+            c: deque(sorted((u for u in order if c in unit_scores[u]), key=lambda u: -unit_scores[u][c]))
+            for c in concepts
+        }
+        held = dict.fromkeys(concepts, 0)
+        rank = {c: k for k, c in enumerate(concepts)}
+        while got < quota and queues:
+            concept = min(queues, key=lambda c: (held[c], rank[c]))
+            queue = queues[concept]
+            while queue and (queue[0] in taken_units or not fits(queue[0], got, quota)):
+                queue.popleft()  # a scene that does not fit now never will: got only grows
+            if not queue:
+                del queues[concept]
+                continue
+            u = queue.popleft()
+            size = take_unit(u, REASON_TARGET, (concept, unit_scores[u][concept]))
+            held[concept] += size
+            got += size
         return got
 
     filled = 0
     for reason, pool in tiers:
-        got = take(pool, n_target - filled, reason)
+        if reason == REASON_TARGET and spec.selection == 'ranked':
+            got = take_ranked(pool, n_target)
+        else:
+            got = take(pool, n_target - filled, reason)
         if reason != REASON_TARGET and got:
             shortfall[reason] = got
         filled += got
         if filled >= n_target:
             break
     take(list(units), n_random, REASON_RANDOM)
-    return Selection(sorted(chosen), chosen, shortfall)
+    return Selection(sorted(chosen), chosen, shortfall, chosen_by)
 
 
 def select_random(n: int, size: int, seed: int) -> List[int]:
     """The random baseline: ``size`` samples uniformly, same seed."""
     return _draw(np.random.default_rng(seed), range(n), size)
+
+
+def sample_embeddings(crop_positions: Sequence[int], crop_embeddings: np.ndarray, n: int) -> np.ndarray:
+    """One embedding per train sample: the L2-normalised mean of its crops' embeddings.
+
+    Args:
+        crop_positions: train position of each crop, row-aligned with ``crop_embeddings``.
+        crop_embeddings: (num_crops, d), as ``embeddings.npy``.
+        n: number of train samples.
+
+    Returns:
+        np.ndarray: float32 (n, d). A sample without a crop gets the centroid of the samples
+        that have one: the cameras saw nothing to describe it by, and the centroid is the point
+        nearest to all the others, so k-center greedy covers such samples last instead of
+        mistaking "no detection" for an unusual image.
+    """
+    positions = np.asarray(crop_positions, dtype=np.int64)
+    sums = np.zeros((n, crop_embeddings.shape[1] if crop_embeddings.ndim == 2 else 0))
+    # In chunks: the crops of a whole nuScenes run (millions, memory-mapped) never sit in memory at once.
+    for start in range(0, len(positions), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        np.add.at(sums, positions[rows], np.asarray(crop_embeddings[rows], dtype=np.float64))
+    has_crop = np.bincount(positions, minlength=n) > 0
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    out = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
+    if has_crop.any():
+        out[~has_crop] = out[has_crop].mean(axis=0)
+    return out.astype(np.float32)
+
+
+def select_coreset(embeddings: np.ndarray, size: int, seed: int) -> List[int]:
+    """k-center greedy (Sener & Savarese, 2018): ``size`` rows of ``embeddings`` such that the
+    farthest row from its nearest chosen row is as near as the greedy 2-approximation gets.
+    The first centre is drawn with ``seed``; each next one is the row farthest from the chosen
+    ones (the lowest index among equals). O(N·d) memory, O(N·d·size) time.
+
+    Returns:
+        list[int]: the chosen rows, ascending.
+    """
+    x = np.asarray(embeddings, dtype=np.float32)
+    n = len(x)
+    size = min(size, n)
+    if not size:
+        return []
+    sq_norms = np.einsum('ij,ij->i', x, x)
+    first = int(np.random.default_rng(seed).integers(n))
+    chosen = [first]
+    nearest = np.full(n, np.inf, dtype=np.float32)
+    centre = first
+    for _ in range(size - 1):
+        # squared distances, by the expansion: no (N, d) temporary per step
+        dist = sq_norms - 2.0 * (x @ x[centre]) + sq_norms[centre]
+        np.minimum(nearest, dist, out=nearest)
+        nearest[chosen[-1]] = -1.0  # chosen rows are never picked again, even at rounding error's distance
+        centre = int(np.argmax(nearest))
+        chosen.append(centre)
+    return sorted(chosen)

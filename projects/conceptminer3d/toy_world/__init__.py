@@ -1,16 +1,19 @@
 """A small, deterministic world in the real nuScenes on-disk format (see ``generator.py``)."""
+
 from __future__ import annotations
 
 import os
 import shutil
 
-from .generator import ToyWorldConfig, generate_toy_world
+from .config import PRESETS, ToyWorldConfig
+from .generator import generate_toy_world
 
-__all__ = ['ToyWorldConfig', 'generate_toy_world', 'build_toy_dataset']
+__all__ = ['PRESETS', 'ToyWorldConfig', 'generate_toy_world', 'build_toy_dataset']
 
 
-def build_toy_dataset(out_dir: str, config: ToyWorldConfig, convert: bool = True,
-                      overwrite: bool = False, progress: bool = True) -> dict:
+def build_toy_dataset(
+    out_dir: str, config: ToyWorldConfig, convert: bool = True, overwrite: bool = False, progress: bool = True
+) -> dict:
     """Generate the world and (optionally) convert it with mmdet3d's converter.
 
     Everything is written to ``<out_dir>.partial`` and moved into place at the end, so
@@ -19,13 +22,13 @@ def build_toy_dataset(out_dir: str, config: ToyWorldConfig, convert: bool = True
     config.validate()
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f'{out_dir} exists and is not empty; pass overwrite=True (--overwrite) '
-                              'to replace it')
+        raise FileExistsError(f'{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it')
     staging = out_dir.rstrip('/') + '.partial'
     shutil.rmtree(staging, ignore_errors=True)
     counts = generate_toy_world(staging, config, progress=progress)
     if convert:
         from .convert import convert_nuscenes
+
         convert_nuscenes(staging, config.version)
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)

@@ -1,4 +1,5 @@
 """Runs mmdet3d's own nuScenes converter (shipped in the wheel under ``mmdet3d/.mim/tools``)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,6 +28,7 @@ def _dataset_at_default_root(data_root: str):
 
 def _mmdet3d_tools_on_path() -> None:
     import mmdet3d
+
     mim = str(Path(mmdet3d.__file__).parent / '.mim')
     if mim not in sys.path:
         sys.path.insert(0, mim)  # create_data.py imports `tools.dataset_converters.*`
@@ -40,6 +42,7 @@ def convert_nuscenes(data_root: str, version: str, max_sweeps: int = 10) -> dict
     from mmengine.registry import init_default_scope
 
     import conceptminer3d  # noqa: F401  (compat shims for the GT database step)
+
     _mmdet3d_tools_on_path()
     from tools.dataset_converters import nuscenes_converter
     from tools.dataset_converters.create_gt_database import create_groundtruth_database
@@ -50,8 +53,11 @@ def convert_nuscenes(data_root: str, version: str, max_sweeps: int = 10) -> dict
     with _dataset_at_default_root(data_root):
         nuscenes_converter.create_nuscenes_infos(data_root, INFO_PREFIX, version=version, max_sweeps=max_sweeps)
         for split in ('train', 'val'):
-            update_pkl_infos('nuscenes', out_dir=data_root,
-                             pkl_path=os.path.join(data_root, f'{INFO_PREFIX}_infos_{split}.pkl'))
+            update_pkl_infos(
+                'nuscenes', out_dir=data_root, pkl_path=os.path.join(data_root, f'{INFO_PREFIX}_infos_{split}.pkl')
+            )
         create_groundtruth_database('NuScenesDataset', data_root, INFO_PREFIX, f'{INFO_PREFIX}_infos_train.pkl')
-    return {name: os.path.join(data_root, f'{INFO_PREFIX}_{name}') for name in
-            ('infos_train.pkl', 'infos_val.pkl', 'dbinfos_train.pkl', 'gt_database')}
+    return {
+        name: os.path.join(data_root, f'{INFO_PREFIX}_{name}')
+        for name in ('infos_train.pkl', 'infos_val.pkl', 'dbinfos_train.pkl', 'gt_database')
+    }

@@ -1,4 +1,5 @@
 """Rigid transforms in nuScenes conventions (quaternions are w, x, y, z)."""
+
 from __future__ import annotations
 
 import numpy as np

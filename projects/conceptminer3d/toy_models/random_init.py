@@ -9,8 +9,13 @@ real formats, so tests and demos run the same loading and inference code as real
 * BLIP: a tiny BLIP captioner with its processor and a word-level WordPiece vocabulary.
 
 Their outputs are meaningless but deterministic, image-dependent, and shaped like the real
-ones. ``build_toy_models(out_dir)`` writes all four and returns their paths.
+ones. ``build_toy_models(out_dir)`` writes all four and returns their paths;
+``configs/mining/toy.py`` names the same files.
+
+ultralytics, open_clip, tokenizers and transformers are imported inside the builder that
+needs them: each takes seconds to import, and most callers build nothing.
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,7 +27,17 @@ from typing import Dict
 import numpy as np
 import torch
 
-__all__ = ['build_toy_models', 'toy_component_cfgs', 'TOY_MODELS_VERSION']
+from ..mining.captioning import DEFAULT_QWEN2VL_PROMPT
+
+__all__ = [
+    'TOY_MODEL_FILES',
+    'TOY_MODELS_VERSION',
+    'build_toy_blip',
+    'build_toy_clip',
+    'build_toy_models',
+    'build_toy_qwen2_vl',
+    'build_toy_yolo',
+]
 
 # Bump when what the builders write changes: existing builds are then rebuilt.
 TOY_MODELS_VERSION = 2
@@ -35,13 +50,14 @@ TOY_MODEL_FILES = {
 }
 
 # Words the toy language models know (their captions are strings of these).
-_WORDS = ('a an the of in on with and is this it there photo picture image object close up '
-          'parked moving road street sidewalk lane near far left right front back side large '
-          'small red blue white black grey yellow orange green car truck bus trailer barrier '
-          'motorcycle bicycle pedestrian person traffic cone construction vehicle excavator '
-          'crane stroller wheelchair animal dog debris others class belongs nuscenes').split()
-_NUSCENES = ('car truck construction_vehicle bus trailer barrier motorcycle bicycle pedestrian '
-             'traffic_cone').split()
+_WORDS = (
+    'a an the of in on with and is this it there photo picture image object close up '
+    'parked moving road street sidewalk lane near far left right front back side large '
+    'small red blue white black grey yellow orange green car truck bus trailer barrier '
+    'motorcycle bicycle pedestrian person traffic cone construction vehicle excavator '
+    'crane stroller wheelchair animal dog debris others class belongs nuscenes'
+).split()
+_NUSCENES = ('car truck construction_vehicle bus trailer barrier motorcycle bicycle pedestrian traffic_cone').split()
 
 
 def _synthetic_scenes(rng: np.random.Generator, count: int, size: int) -> np.ndarray:
@@ -50,11 +66,11 @@ def _synthetic_scenes(rng: np.random.Generator, count: int, size: int) -> np.nda
     images = np.empty((count, size, size, 3), np.uint8)
     for image in images:
         image[:] = rng.integers(0, 256, 3)
-        image[size // 2:] = rng.integers(0, 256, 3)  # a 'road' below the horizon
+        image[size // 2 :] = rng.integers(0, 256, 3)  # a 'road' below the horizon
         for _ in range(int(rng.integers(3, 8))):
             h, w = rng.integers(size // 16, size // 2, 2)
             y, x = rng.integers(0, size - h), rng.integers(0, size - w)
-            image[y:y + h, x:x + w] = rng.integers(0, 256, 3)
+            image[y : y + h, x : x + w] = rng.integers(0, 256, 3)
     return images
 
 
@@ -89,19 +105,16 @@ def build_toy_yolo(path: str, seed: int = 0) -> None:
     model.eval()
 
     # The fields ultralytics' load_checkpoint reads; no date, so rebuilds are identical.
-    checkpoint = {'model': copy.deepcopy(model).half(), 'ema': None, 'train_args': {},
-                  'epoch': -1, 'optimizer': None}
+    checkpoint = {'model': copy.deepcopy(model).half(), 'ema': None, 'train_args': {}, 'epoch': -1, 'optimizer': None}
     torch.save(checkpoint, path)
 
 
 # --------------------------------------------------------------------------- open_clip
 TOY_CLIP_CONFIG = {
     'embed_dim': 64,
-    'vision_cfg': {'image_size': 64, 'layers': 2, 'width': 64, 'head_width': 32,
-                   'patch_size': 16},
+    'vision_cfg': {'image_size': 64, 'layers': 2, 'width': 64, 'head_width': 32, 'patch_size': 16},
     # vocab_size and context_length of open_clip's bundled BPE tokenizer.
-    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2,
-                 'layers': 2},
+    'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 2},
 }
 
 
@@ -114,9 +127,15 @@ def build_toy_clip(directory: str, seed: int = 0) -> None:
     os.makedirs(directory, exist_ok=True)
     torch.manual_seed(seed)
     model = open_clip.CLIP(**copy.deepcopy(TOY_CLIP_CONFIG))
-    config = {'model_cfg': TOY_CLIP_CONFIG,
-              'preprocess_cfg': {'mean': list(OPENAI_DATASET_MEAN), 'std': list(OPENAI_DATASET_STD),
-                                 'interpolation': 'bicubic', 'resize_mode': 'shortest'}}
+    config = {
+        'model_cfg': TOY_CLIP_CONFIG,
+        'preprocess_cfg': {
+            'mean': list(OPENAI_DATASET_MEAN),
+            'std': list(OPENAI_DATASET_STD),
+            'interpolation': 'bicubic',
+            'resize_mode': 'shortest',
+        },
+    }
     with open(os.path.join(directory, 'open_clip_config.json'), 'w') as f:
         json.dump(config, f, indent=2)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -124,8 +143,15 @@ def build_toy_clip(directory: str, seed: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------- Qwen2-VL
-QWEN_SPECIAL_TOKENS = ('<|endoftext|>', '<|im_start|>', '<|im_end|>', '<|vision_start|>',
-                       '<|vision_end|>', '<|image_pad|>', '<|video_pad|>')
+QWEN_SPECIAL_TOKENS = (
+    '<|endoftext|>',
+    '<|im_start|>',
+    '<|im_end|>',
+    '<|vision_start|>',
+    '<|vision_end|>',
+    '<|image_pad|>',
+    '<|video_pad|>',
+)
 # The chat template of Qwen/Qwen2-VL-2B-Instruct (chat_template.json), verbatim.
 QWEN2VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
@@ -140,7 +166,8 @@ QWEN2VL_CHAT_TEMPLATE = (
     "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}"
     "Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def _qwen_tokenizer():
@@ -148,20 +175,30 @@ def _qwen_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from .captioning import DEFAULT_QWEN2VL_PROMPT
-
-    corpus = [DEFAULT_QWEN2VL_PROMPT, 'You are a helpful assistant.', ' '.join(_WORDS),
-              ' '.join(_NUSCENES)] * 4 + [f'this is a {w}' for w in _WORDS + _NUSCENES]
+    corpus = [DEFAULT_QWEN2VL_PROMPT, 'You are a helpful assistant.', ' '.join(_WORDS), ' '.join(_NUSCENES)] * 4 + [
+        f'this is a {w}' for w in _WORDS + _NUSCENES
+    ]
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=640, special_tokens=list(QWEN_SPECIAL_TOKENS), show_progress=False,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=640,
+            special_tokens=list(QWEN_SPECIAL_TOKENS),
+            show_progress=False,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token='<|im_end|>', pad_token='<|endoftext|>',
-        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]), padding_side='left',
-        model_max_length=32768, clean_up_tokenization_spaces=False)
+        tokenizer_object=bpe,
+        eos_token='<|im_end|>',
+        pad_token='<|endoftext|>',
+        additional_special_tokens=list(QWEN_SPECIAL_TOKENS[1:]),
+        padding_side='left',
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
+    )
     tokenizer.chat_template = QWEN2VL_CHAT_TEMPLATE
     return tokenizer
 
@@ -182,31 +219,49 @@ def _keep_word_outputs(lm_head: torch.nn.Linear, tokenizer, keep_ids) -> None:
 
 def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
     """A tiny Qwen2-VL and its processor, saved with ``save_pretrained`` in ``directory``."""
-    from transformers import (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                              Qwen2VLImageProcessor, Qwen2VLProcessor)
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
     tokenizer = _qwen_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=28 * 28 * 256),
-        tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(),
-        chat_template=QWEN2VL_CHAT_TEMPLATE)
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(),
+        chat_template=QWEN2VL_CHAT_TEMPLATE,
+    )
     hidden, heads = 32, 2  # head_dim 16: the mrope sections below must sum to head_dim / 2
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=64,
-            num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=1,
-            max_position_embeddings=4096, tie_word_embeddings=False,
-            rope_parameters={'rope_type': 'default', 'rope_theta': 1e6,
-                             'mrope_section': [2, 3, 3]},
-            bos_token_id=ids['<|endoftext|>'], eos_token_id=ids['<|im_end|>'],
-            pad_token_id=ids['<|endoftext|>']),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=hidden, num_heads=2, mlp_ratio=2,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=ids['<|image_pad|>'], video_token_id=ids['<|video_pad|>'],
-        vision_start_token_id=ids['<|vision_start|>'], vision_end_token_id=ids['<|vision_end|>'],
-        tie_word_embeddings=False)
+            vocab_size=len(tokenizer),
+            hidden_size=hidden,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=heads,
+            num_key_value_heads=1,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+            rope_parameters={'rope_type': 'default', 'rope_theta': 1e6, 'mrope_section': [2, 3, 3]},
+            bos_token_id=ids['<|endoftext|>'],
+            eos_token_id=ids['<|im_end|>'],
+            pad_token_id=ids['<|endoftext|>'],
+        ),
+        vision_config=dict(
+            depth=2,
+            embed_dim=32,
+            hidden_size=hidden,
+            num_heads=2,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        ),
+        image_token_id=ids['<|image_pad|>'],
+        video_token_id=ids['<|video_pad|>'],
+        vision_start_token_id=ids['<|vision_start|>'],
+        vision_end_token_id=ids['<|vision_end|>'],
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
     _keep_word_outputs(model.lm_head, tokenizer, keep_ids=[ids['<|im_end|>']])
@@ -218,8 +273,7 @@ def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
 # --------------------------------------------------------------------------- BLIP
 def build_toy_blip(directory: str, seed: int = 0) -> None:
     """A tiny BLIP captioner and its processor, saved with ``save_pretrained``."""
-    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration,
-                              BlipImageProcessor, BlipProcessor)
+    from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     # A WordPiece vocabulary of whole words only: unknown words become [UNK] (dropped when
     # decoding), so the random decoder can only write words. [DEC] is BLIP's start token.
@@ -227,23 +281,36 @@ def build_toy_blip(directory: str, seed: int = 0) -> None:
     words = sorted(set(_WORDS) | {w.replace('_', ' ') for w in _NUSCENES} - set(specials))
     words = sorted({part for w in words for part in w.split()})
     vocab = {token: i for i, token in enumerate(specials + words + ['[DEC]'])}
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512,
-                              bos_token='[DEC]')
-    processor = BlipProcessor(
-        image_processor=BlipImageProcessor(size={'height': 64, 'width': 64}),
-        tokenizer=tokenizer)
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=512, bos_token='[DEC]')
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={'height': 64, 'width': 64}), tokenizer=tokenizer)
     # initializer_range 0.2 (BLIP's vision default is 1e-10): with near-zero image features the
     # decoder would ignore the image and give every crop the same caption.
     config = BlipConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32,
-                         intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         max_position_embeddings=64, initializer_range=0.2,
-                         bos_token_id=vocab['[DEC]'], pad_token_id=vocab['[PAD]'],
-                         sep_token_id=vocab['[SEP]'], eos_token_id=vocab['[SEP]']),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=64, patch_size=16,
-                           initializer_range=0.2),
-        projection_dim=32)
+        text_config=dict(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            encoder_hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            initializer_range=0.2,
+            bos_token_id=vocab['[DEC]'],
+            pad_token_id=vocab['[PAD]'],
+            sep_token_id=vocab['[SEP]'],
+            eos_token_id=vocab['[SEP]'],
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=16,
+            initializer_range=0.2,
+        ),
+        projection_dim=32,
+    )
     torch.manual_seed(seed)
     model = BlipForConditionalGeneration(config).eval()
     model.save_pretrained(directory)
@@ -251,8 +318,7 @@ def build_toy_blip(directory: str, seed: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------- all of them
-_BUILDERS = {'yolo': build_toy_yolo, 'clip': build_toy_clip, 'qwen2_vl': build_toy_qwen2_vl,
-             'blip': build_toy_blip}
+_BUILDERS = {'yolo': build_toy_yolo, 'clip': build_toy_clip, 'qwen2_vl': build_toy_qwen2_vl, 'blip': build_toy_blip}
 
 
 def _complete_build(out_dir: str, seed: int):
@@ -275,7 +341,7 @@ def build_toy_models(out_dir: str, seed: int = 0) -> Dict[str, str]:
         ``{'yolo': <dir>/yolov8n-toy.pt, 'clip': <dir>/clip-toy, 'qwen2_vl':
         <dir>/qwen2-vl-toy, 'blip': <dir>/blip-toy}`` (absolute paths): the values a mining
         config gives as ``detector.model``, ``embedder.model_name``, and ``captioner.model``
-        (see ``toy_component_cfgs``).
+        (``configs/mining/toy.py`` expects them under its ``toy_models`` directory).
 
     A complete build of the same seed (and builder version) is reused as it is. Otherwise
     everything is built in a temporary sibling directory and renamed into place, so
@@ -288,8 +354,7 @@ def build_toy_models(out_dir: str, seed: int = 0) -> Dict[str, str]:
     known = set(TOY_MODEL_FILES.values()) | {MANIFEST}
     if os.path.isdir(out_dir) and not set(os.listdir(out_dir)) <= known:
         # Replacing it below would delete files that are not ours.
-        raise FileExistsError(f'{out_dir} holds files other than toy models; choose an empty '
-                              'or new directory')
+        raise FileExistsError(f'{out_dir} holds files other than toy models; choose an empty or new directory')
     # A per-process sibling (not tempfile.mkdtemp, whose 0700 mode the final directory would
     # keep): the same file system, so the final rename is atomic.
     staging = f'{out_dir}.partial-{os.getpid()}'
@@ -301,8 +366,7 @@ def build_toy_models(out_dir: str, seed: int = 0) -> Dict[str, str]:
             for key, build in _BUILDERS.items():
                 build(os.path.join(staging, TOY_MODEL_FILES[key]), seed)
         with open(os.path.join(staging, MANIFEST), 'w') as f:
-            json.dump({'version': TOY_MODELS_VERSION, 'seed': seed, 'files': TOY_MODEL_FILES}, f,
-                      indent=2)
+            json.dump({'version': TOY_MODELS_VERSION, 'seed': seed, 'files': TOY_MODEL_FILES}, f, indent=2)
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)  # an incomplete or outdated toy build (checked above)
         try:
@@ -316,17 +380,3 @@ def build_toy_models(out_dir: str, seed: int = 0) -> Dict[str, str]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return _complete_build(out_dir, seed)
-
-
-def toy_component_cfgs(paths: Dict[str, str]) -> Dict[str, dict]:
-    """Mining component configs that use the toy models (``paths`` from
-    ``build_toy_models``), sized for a fast CPU run."""
-    return dict(
-        # The random YOLO's scores stay near its class prior (~1e-4) on most images and reach
-        # ~0.9 on a few: a low conf with a max_det cap gives most images some boxes.
-        detector=dict(type='YoloDetector', model=paths['yolo'], conf=1e-4, imgsz=320,
-                      max_det=20),
-        embedder=dict(type='OpenClipEmbedder', model_name=paths['clip'], pretrained=None),
-        captioner=dict(type='Qwen2VLCaptioner', model=paths['qwen2_vl'], max_new_tokens=16),
-        blip_captioner=dict(type='BlipCaptioner', model=paths['blip'], max_new_tokens=16),
-    )

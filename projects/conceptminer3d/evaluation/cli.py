@@ -1,0 +1,190 @@
+"""``tools/benchmark.py``: does training on the mined 20% beat training on a random 20%?
+
+Train and validate every arm × seed, or collect runs already trained, then write
+``benchmark.json``, ``benchmark.png`` and print the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from mmengine.config import DictAction
+
+from ..mining.contracts import write_json_atomic
+from .arms import ARMS, BASELINE_ARM, WORLDS, arm_config, world_of_config
+from .metric_log import MetricsNotFoundError
+from .plot import plot_summary
+from .quick import QUICK_ITERS, prepare_quick
+from .report import format_report
+from .runs import find_runs
+from .runs import full_train_set as collected_full_train_set
+from .schedule import Schedule
+from .study import StudySpec, full_train_set, run_study
+from .summary import summarize
+
+__all__ = ['main', 'parse_args']
+
+DEFAULT_ARMS = ['full', 'random20', 'mined20']
+RESULT_JSON, RESULT_PLOT = 'benchmark.json', 'benchmark.png'
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog='benchmark.py',
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n'
+        '  tools/benchmark.py --quick --work-dir work_dirs/benchmark_quick\n'
+        '  tools/benchmark.py --world toy --seeds 0 1 2 --iters 200 --work-dir work_dirs/benchmark_toy\n'
+        '  tools/benchmark.py --world nuscenes --epochs 20 --work-dir work_dirs/benchmark_nus\n'
+        '  tools/benchmark.py --collect work_dirs/centerpoint_full work_dirs/centerpoint_mined20 '
+        '--work-dir work_dirs/table',
+    )
+    p.add_argument(
+        '--arms',
+        nargs='+',
+        default=None,
+        metavar='ARM',
+        help=f'arms to train (default: {" ".join(DEFAULT_ARMS)}; known: {", ".join(ARMS)})',
+    )
+    p.add_argument('--seeds', nargs='+', type=int, default=None, help='randomness.seed of each run (default 0 1 2)')
+    length = p.add_mutually_exclusive_group()
+    length.add_argument(
+        '--iters',
+        type=int,
+        help='iteration-matched: every arm trains this many iterations (default for the toy world: the configs\' 200)',
+    )
+    length.add_argument(
+        '--epochs',
+        type=int,
+        help='epoch-matched: every arm trains this many epochs over its own '
+        'train set (default for nuscenes: the configs\' 20)',
+    )
+    p.add_argument('--world', choices=WORLDS, default='toy')
+    p.add_argument(
+        '--work-dir',
+        help='study root: runs go to DIR/<arm>/seed<k>/, and the table to DIR/'
+        f'{RESULT_JSON} and {RESULT_PLOT} (with --collect: where the table goes; '
+        'default the first collected dir)',
+    )
+    p.add_argument(
+        '--collect',
+        nargs='+',
+        metavar='WORK_DIR',
+        help='build the table from runs already trained: run work dirs or directories holding them',
+    )
+    p.add_argument(
+        '--quick',
+        action='store_true',
+        help='every arm end to end on a tiny toy world, a few iterations, one seed: a plumbing check',
+    )
+    p.add_argument('--toy-models', help='with --quick: toy mining models directory to use (built if missing)')
+    p.add_argument('--config-dir', help='where the arms\' configs are (default: the checkout\'s configs/)')
+    p.add_argument('--data-root', help='move every arm\'s data paths under this dataset root')
+    p.add_argument('--mining-dir', help='mine into DIR/<mining dir name> instead of the configs\' mining work dirs')
+    p.add_argument('--mining-config', help='mine with this config instead of the configs\' (not the annotation arm)')
+    p.add_argument(
+        '--fixed-subsets',
+        action='store_true',
+        help='every seed trains on the subsets of subset seed 0 (default: seed k draws subset seed k)',
+    )
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override keys of every arm: key=value')
+    return p.parse_args(argv)
+
+
+def _write_outputs(summary: dict, out_dir: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    summary['outputs'] = dict(json=os.path.join(out_dir, RESULT_JSON), plot=os.path.join(out_dir, RESULT_PLOT))
+    write_json_atomic(summary, summary['outputs']['json'])
+    plot_summary(summary, summary['outputs']['plot'])
+    print(format_report(summary))
+    print(f'\nwrote {summary["outputs"]["json"]} and {summary["outputs"]["plot"]}')
+
+
+def _collect(args) -> dict:
+    results = find_runs(args.collect)
+    if args.arms:
+        found = sorted({r.arm for r in results})
+        unknown = sorted(set(args.arms) - set(found))
+        if unknown:
+            raise ValueError(f'no collected run of arm(s) {", ".join(unknown)}; found {", ".join(found)}')
+        results = [r for r in results if r.arm in args.arms]
+    worlds = {world_of_config(r.config) for r in results if r.config} - {None}
+    summary = summarize(
+        results,
+        collected_full_train_set(results, BASELINE_ARM),
+        args.arms,
+        meta=dict(
+            mode='collect',
+            world=worlds.pop() if len(worlds) == 1 else None,
+            sources=[os.path.abspath(p) for p in args.collect],
+        ),
+    )
+    _write_outputs(summary, args.work_dir or args.collect[0])
+    return summary
+
+
+def _train(args, argv: List[str]) -> dict:
+    if not args.work_dir:
+        raise ValueError('--work-dir is needed to train (runs go to DIR/<arm>/seed<k>/)')
+    arms = args.arms or DEFAULT_ARMS
+    if len(set(arms)) != len(arms):
+        raise ValueError(f'an arm is named twice in --arms {" ".join(arms)}')
+    for arm in arms:  # unknown arms and missing configs fail before anything is built
+        arm_config(arm, args.world, args.config_dir)
+    if args.quick and args.world != 'toy':
+        raise ValueError('--quick runs on the toy world')
+    schedule = (
+        Schedule('iters', args.iters)
+        if args.iters
+        else Schedule('epochs', args.epochs)
+        if args.epochs
+        else Schedule('iters', QUICK_ITERS)
+        if args.quick
+        else None
+    )
+    quick = prepare_quick(args.work_dir, args.toy_models) if args.quick else None
+    spec = StudySpec(
+        arms=arms,
+        seeds=args.seeds or ([0] if args.quick else [0, 1, 2]),
+        world=args.world,
+        work_dir=args.work_dir,
+        schedule=schedule,
+        config_dir=args.config_dir,
+        data_root=args.data_root,
+        mining_dir=args.mining_dir,
+        mining_config=args.mining_config,
+        vary_subsets=not args.fixed_subsets,
+        cfg_options=args.cfg_options,
+        quick=quick,
+    )
+    results = run_study(spec, on_run=lambda arm, seed, s: print(f'>>> {arm} seed {seed}: {s}', flush=True))
+    summary = summarize(
+        results,
+        full_train_set(spec, results, BASELINE_ARM),
+        arms,
+        meta=dict(
+            mode='train', world=args.world, quick=bool(args.quick), command=' '.join(['tools/benchmark.py', *argv])
+        ),
+    )
+    _write_outputs(summary, args.work_dir)
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    try:
+        if args.collect:
+            if args.quick or args.iters or args.epochs or args.seeds:
+                raise ValueError('--collect reads finished runs: --quick, --iters, --epochs and --seeds do not apply')
+            return _collect(args)
+        return _train(args, argv)
+    # Mistakes in the command or the directories; a run that fails while training raises
+    # RunFailedError (not caught) so that its traceback is kept.
+    except (ValueError, FileNotFoundError, FileExistsError, MetricsNotFoundError) as exc:
+        print(f'benchmark.py: error: {exc}', file=sys.stderr)
+        raise SystemExit(2) from None

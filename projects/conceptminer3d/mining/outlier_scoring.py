@@ -1,0 +1,93 @@
+"""How the pipeline runs the outlier detectors: one scoring pass each, then merged flags.
+
+:func:`score_outliers` fits, scores and flags in one pass per detector; the mining pipeline
+and the outlier benchmark both run it, so the benchmark times what the pipeline does.
+:func:`combine_outlier_flags` merges the detectors' flags (``union`` or majority ``vote``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.base import OutlierMixin
+
+__all__ = ['combine_outlier_flags', 'score_outliers']
+
+
+def score_outliers(
+    detectors: Mapping[str, OutlierMixin], embeddings
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fit every detector on ``embeddings``, then score and flag each row.
+
+    Fitting already scores the fit data (``fit_scores_``), so each detector makes one pass
+    over the embeddings: what ``fit`` + ``score_samples`` + ``predict`` would compute in
+    three. The mining pipeline and the outlier benchmark both call this.
+
+    Args:
+        detectors (Mapping[str, estimator]): Name -> detector of :mod:`.outliers`; each is
+            (re)fitted in place.
+        embeddings (array-like): Embeddings of shape (n_samples, n_features).
+
+    Returns:
+        tuple[dict, dict]: Name -> outlier score of each row (``-score_samples``, float64:
+        the higher, the more unusual) and name -> boolean mask (True = outlier, i.e.
+        ``predict == -1``).
+    """
+    scores, flags = {}, {}
+    for name, detector in detectors.items():
+        detector.fit(embeddings)
+        scores[name] = -detector.fit_scores_
+        flags[name] = detector.fit_scores_ < detector.offset_
+    return scores, flags
+
+
+def _as_outlier_mask(name: str, flags) -> np.ndarray:
+    flags = np.asarray(flags)
+    if flags.ndim != 1:
+        raise ValueError(f'flags of {name!r} must be 1-D, got shape {flags.shape}')
+    if flags.dtype == bool:
+        return flags
+    if np.issubdtype(flags.dtype, np.integer) and np.isin(flags, (-1, 1)).all():
+        return flags == -1  # predict() labels
+    # 0/1 integers are refused: an all-ones array would mean "all outliers" as a mask but
+    # "no outliers" as predict() labels.
+    raise ValueError(
+        f'flags of {name!r} must be a boolean mask (True = outlier) or '
+        f'predict() labels (+1 inlier / -1 outlier), got dtype {flags.dtype}'
+    )
+
+
+def combine_outlier_flags(
+    flags: Mapping[str, np.ndarray], rule: str = 'union', min_votes: int | None = None
+) -> np.ndarray:
+    """Merge the per-detector outlier flags into one boolean mask (True = outlier).
+
+    Args:
+        flags: detector name -> boolean mask (True = outlier) or ``predict`` labels
+            (+1 inlier / -1 outlier), all of the same length.
+        rule: ``'union'``: flagged by any detector (favours recall: mining would rather
+            look at a few extra crops than miss a rare object); ``'vote'``: flagged by at
+            least ``min_votes`` detectors.
+        min_votes: votes needed with ``rule='vote'``; defaults to a strict majority.
+    """
+    if rule not in ('union', 'vote'):
+        raise ValueError(f"rule must be 'union' or 'vote', got {rule!r}")
+    if not flags:
+        raise ValueError('no detector flags to combine')
+    masks = {name: _as_outlier_mask(name, value) for name, value in flags.items()}
+    lengths = {name: mask.size for name, mask in masks.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f'all detectors must flag the same samples, got lengths {lengths}')
+    stacked = np.stack(list(masks.values()))
+    if rule == 'union':
+        if min_votes is not None:
+            raise ValueError("min_votes only applies to rule='vote'")
+        return stacked.any(axis=0)
+    n_detectors = stacked.shape[0]
+    if min_votes is None:
+        min_votes = n_detectors // 2 + 1
+    if isinstance(min_votes, bool) or not isinstance(min_votes, numbers.Integral) or not 1 <= min_votes <= n_detectors:
+        raise ValueError(f'min_votes must be an integer in [1, {n_detectors}], got {min_votes!r}')
+    return stacked.sum(axis=0) >= min_votes

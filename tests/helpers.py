@@ -25,3 +25,20 @@ def toy_mining_cfg(toy_models: Dict[str, str]) -> Config:
 def toy_blip_captioner(toy_models: Dict[str, str], **overrides) -> dict:
     """A ``BlipCaptioner`` config for the toy BLIP (the toy config captions with Qwen2-VL)."""
     return dict(type='BlipCaptioner', model=toy_models['blip'], **overrides)
+
+
+def toy_train_dataset(toy_world):
+    """mmdet3d's stock ``NuScenesDataset`` over the toy world's train pickle, no pipeline."""
+    from mmdet3d.datasets import NuScenesDataset
+    from mmengine.registry import init_default_scope
+
+    init_default_scope('mmdet3d')
+    root, config = toy_world
+    return NuScenesDataset(
+        data_root=root,
+        ann_file='nuscenes_infos_train.pkl',
+        pipeline=[],
+        metainfo=dict(version=config.version),
+        test_mode=False,
+        data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''),
+    )

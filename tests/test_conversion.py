@@ -7,6 +7,8 @@ from nuscenes.utils import splits
 from conceptminer3d.mining.concepts import NUSCENES_CLASSES
 from conceptminer3d.toy_world.catalog import CAMERA_CHANNELS
 
+from helpers import toy_train_dataset
+
 
 def _load(root, name):
     with open(os.path.join(root, name), 'rb') as f:
@@ -35,19 +37,7 @@ def test_info_pickles_follow_the_official_splits(toy_world, nusc):
 
 
 def test_nuscenes_dataset_reads_the_pickles(toy_world, nusc):
-    from mmdet3d.datasets import NuScenesDataset
-    from mmengine.registry import init_default_scope
-
-    init_default_scope('mmdet3d')
-    root, config = toy_world
-    dataset = NuScenesDataset(
-        data_root=root,
-        ann_file='nuscenes_infos_train.pkl',
-        pipeline=[],
-        metainfo=dict(version=config.version),
-        test_mode=False,
-        data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''),
-    )
+    dataset = toy_train_dataset(toy_world)
     n_train = sum(s['nbr_samples'] for s in nusc.scene if s['name'] in splits.mini_train)
     assert len(dataset) == n_train
     item = dataset.get_data_info(0)

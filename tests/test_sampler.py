@@ -10,30 +10,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from mmengine.registry import init_default_scope
 
 import conceptminer3d.samplers.rare_concept_sampler as sampler_module
 from conceptminer3d.mining.contracts import CONCEPTS_FILE
 from conceptminer3d.samplers import RareConceptSampler
 from conceptminer3d.samplers.rare_concept_sampler import DEFAULT_GROUP_WEIGHTS
 
+from helpers import toy_train_dataset
+
 WEIGHTS = dict(Target=8.0, Rare=3.0)  # Common keeps its default
 
 
 @pytest.fixture(scope='module')
 def dataset(toy_world):
-    from mmdet3d.datasets import NuScenesDataset
-
-    init_default_scope('mmdet3d')
-    root, config = toy_world
-    return NuScenesDataset(
-        data_root=root,
-        ann_file='nuscenes_infos_train.pkl',
-        pipeline=[],
-        metainfo=dict(version=config.version),
-        test_mode=False,
-        data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''),
-    )
+    return toy_train_dataset(toy_world)
 
 
 @pytest.fixture(scope='module')

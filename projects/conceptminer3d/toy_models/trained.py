@@ -163,7 +163,7 @@ def _staging(final: str) -> str:
     # processes (a killed build leaves its staging behind) are removed.
     prefix = f'{os.path.basename(final)}.partial-'
     for name in os.listdir(os.path.dirname(final)):
-        pid = name[len(prefix):]
+        pid = name[len(prefix) :]
         if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(os.path.join(os.path.dirname(final), name), ignore_errors=True)
     staging = f'{final}.partial-{os.getpid()}'

@@ -6,5 +6,5 @@ toy_models = 'data/toy_models'
 frame_batch_size = 8
 # The random YOLO's scores sit near its class prior (1e-4 .. 1e-3), hence the low conf.
 detector = dict(model=toy_models + '/yolov8n-toy.pt', conf=1e-4, imgsz=320, max_det=8, batch_size=8)
-embedder = dict(model_name=toy_models + '/clip-toy', pretrained=None, batch_size=64)
-captioner = dict(model=toy_models + '/qwen2-vl-toy', max_new_tokens=16, batch_size=8)
+embedder = dict(model_name=toy_models + '/clip-toy', pretrained=None)
+captioner = dict(model=toy_models + '/qwen2-vl-toy', max_new_tokens=16)

@@ -6,7 +6,7 @@ _base_ = ['./toy.py']
 toy_models = 'data/toy_models_trained'
 # A trained detector: the usual confidence threshold, and room for a busy street.
 detector = dict(model=toy_models + '/yolov8n-toy-trained.pt', conf=0.25, imgsz=320, max_det=50, batch_size=8)
-embedder = dict(model_name=toy_models + '/clip-toy-trained', pretrained=None, batch_size=64)
+embedder = dict(model_name=toy_models + '/clip-toy-trained', pretrained=None)
 # No captioner: the caption-selected crops are scored on their image embedding alone.
 captioner = None
 concepts = dict(weight_text=0.0)

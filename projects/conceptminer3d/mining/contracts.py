@@ -7,7 +7,7 @@ deterministically (sort by the key columns).
 frames.parquet      one row per (sample, camera) that was asked for
 crops.parquet       one row per embedded crop; row i ↔ embeddings.npy[i]
 captions.parquet    one row per captioned crop
-concepts.parquet    one row per captioned crop: its concept scores and group
+concepts.parquet    one row per captioned (with captions off: caption-selected) crop: concept scores, group
 embeddings.npy      float32 (len(crops), d), L2-normalised CLIP image embeddings
 manifest.json       config, versions, counts, skips, per-stage time and throughput
 

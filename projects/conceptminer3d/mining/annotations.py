@@ -33,24 +33,18 @@ from ..registry import CONCEPT_SOURCES, FRAME_SOURCES, build_component
 from .concepts import ConceptVocabulary, assign_groups
 from .contracts import (
     CAPTION_SCHEMA,
-    CAPTIONS_FILE,
     CONCEPT_SCHEMA,
-    CONCEPTS_FILE,
     CROP_SCHEMA,
-    CROPS_FILE,
-    EMBEDDINGS_FILE,
     FRAME_SCHEMA,
     FRAME_STATUS_CORRUPT,
     FRAME_STATUS_MISSING,
     FRAME_STATUS_OK,
-    FRAMES_FILE,
     MANIFEST_FILE,
     concept_record,
     crop_record,
     rows_to_table,
     write_json_atomic,
-    write_npy_atomic,
-    write_table_atomic,
+    write_mining_tables,
 )
 from .frames import Frame, load_info_pickle, resolve_ann_file
 from .run_record import StageTimer, package_versions, plain_config
@@ -321,15 +315,10 @@ class AnnotationConcepts:
         frames_table = rows_to_table(frame_rows, FRAME_SCHEMA)
         crops, concepts = rows_to_table(crop_rows, CROP_SCHEMA), rows_to_table(concept_rows, CONCEPT_SCHEMA)
         embeddings = np.zeros((crops.num_rows, 0), np.float32)
-        out = lambda name: os.path.join(self.work_dir, name)  # noqa: E731
-        write_table_atomic(frames_table, out(FRAMES_FILE))
-        write_table_atomic(crops, out(CROPS_FILE))
-        write_npy_atomic(embeddings, out(EMBEDDINGS_FILE))
-        write_table_atomic(CAPTION_SCHEMA.empty_table(), out(CAPTIONS_FILE))
-        write_table_atomic(concepts, out(CONCEPTS_FILE))
+        write_mining_tables(self.work_dir, frames_table, crops, embeddings, CAPTION_SCHEMA.empty_table(), concepts)
         self.timer.add('total', time.perf_counter() - t0, len(frames))
         manifest = self._manifest(frame_rows, concept_rows, instances_total, outside_total)
-        write_json_atomic(manifest, out(MANIFEST_FILE))
+        write_json_atomic(manifest, os.path.join(self.work_dir, MANIFEST_FILE))
         return manifest
 
     def _manifest(self, frame_rows, concept_rows, instances_total: Counter, outside_total: Counter) -> dict:

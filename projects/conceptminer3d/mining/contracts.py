@@ -121,6 +121,18 @@ def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
     return f'{sample_token}/{camera}/{crop_index}'
 
 
+def write_mining_tables(
+    work_dir: str, frames: pa.Table, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, concepts: pa.Table
+) -> None:
+    """Every table a concept source hands on (the manifest comes last, written by the source)."""
+    out = lambda name: os.path.join(work_dir, name)  # noqa: E731
+    write_table_atomic(frames, out(FRAMES_FILE))
+    write_table_atomic(crops, out(CROPS_FILE))
+    write_npy_atomic(embeddings, out(EMBEDDINGS_FILE))
+    write_table_atomic(captions, out(CAPTIONS_FILE))
+    write_table_atomic(concepts, out(CONCEPTS_FILE))
+
+
 def crop_record(frame, crop_index: int, box, crop_box, label: int, class_name: str, conf: float) -> Dict:
     """One ``CROP_SCHEMA`` row, before the outlier columns.
 

@@ -27,23 +27,17 @@ from .cache import StageCache
 from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
-    CAPTIONS_FILE,
     CONCEPT_SCHEMA,
-    CONCEPTS_FILE,
     CROP_SCHEMA,
-    CROPS_FILE,
-    EMBEDDINGS_FILE,
     FRAME_SCHEMA,
     FRAME_STATUS_OK,
-    FRAMES_FILE,
     MANIFEST_FILE,
     concat_tables,
     concept_record,
     crop_record,
     rows_to_table,
     write_json_atomic,
-    write_npy_atomic,
-    write_table_atomic,
+    write_mining_tables,
 )
 from .frames import Frame
 from .images import cut_crops, decode_image, prefetched
@@ -410,15 +404,10 @@ class MiningPipeline:
         captions, caption_emb = self.caption(crops, detection_key)
         concepts = self.score(crops, embeddings, captions, caption_emb)
 
-        out = lambda name: os.path.join(self.work_dir, name)  # noqa: E731
-        write_table_atomic(frames_table, out(FRAMES_FILE))
-        write_table_atomic(crops, out(CROPS_FILE))
-        write_npy_atomic(embeddings, out(EMBEDDINGS_FILE))
-        write_table_atomic(captions, out(CAPTIONS_FILE))
-        write_table_atomic(concepts, out(CONCEPTS_FILE))
+        write_mining_tables(self.work_dir, frames_table, crops, embeddings, captions, concepts)
         self.timer.add('total', time.perf_counter() - t0, len(frames))
         manifest = self._manifest(frames_table, crops, embeddings, captions, concepts)
-        write_json_atomic(manifest, out(MANIFEST_FILE))
+        write_json_atomic(manifest, os.path.join(self.work_dir, MANIFEST_FILE))
         return manifest
 
     def _manifest(self, frames_table, crops, embeddings, captions, concepts) -> dict:

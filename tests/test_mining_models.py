@@ -278,6 +278,13 @@ def test_unavailable_yolo(connections, tmp_path):
     )
     _raises_unavailable(connections, lambda: YoloDetector(str(tmp_path / 'missing.pt')), 'no such file')
     _raises_unavailable(connections, lambda: YoloDetector('yolov8l.yml.nope'), 'no such file')
+    # Names that ultralytics never released: no download is suggested, even when allowed.
+    for name in ('yolov8n-toy.pt', str(tmp_path / 'models' / 'yolov8n-toy.pt')):
+        for allow_download in (False, True):
+            message = _raises_unavailable(
+                connections, lambda n=name, a=allow_download: YoloDetector(n, allow_download=a), 'detector.model'
+            )
+            assert 'github.com' not in message and 'allow_download' not in message
 
 
 def test_unavailable_open_clip(connections, tmp_path):
@@ -314,3 +321,78 @@ def test_unavailable_transformers_models(connections, tmp_path):
         ),
         'Qwen/Qwen2-VL-2B-Instruct',
     )
+
+
+# --------------------------------------------------------------------------- devices and cache identity
+def test_auto_device_and_per_device_batch_sizes(toy_models):
+    """On a machine without a GPU 'auto' is the CPU, with the CPU's batch sizes and float32."""
+    assert not torch.cuda.is_available(), 'this test describes a CPU-only machine'
+    embedder = OpenClipEmbedder(toy_models['clip'], pretrained=None)
+    assert embedder.device == torch.device('cpu') and embedder.dtype == torch.float32
+    assert embedder.batch_size == OpenClipEmbedder.default_batch_size['cpu']
+    detector = YoloDetector(toy_models['yolo'], conf=1e-4)
+    assert detector.device == torch.device('cpu') and not detector.half
+    assert detector.batch_size == YoloDetector.default_batch_size['cpu']
+    assert YoloDetector(toy_models['yolo'], batch_size=3).batch_size == 3
+    with pytest.raises(RuntimeError, match='sees no CUDA device'):
+        OpenClipEmbedder(toy_models['clip'], pretrained=None, device='cuda')
+    with pytest.raises(ValueError, match='batch_size'):
+        OpenClipEmbedder(toy_models['clip'], pretrained=None, batch_size=0)
+
+
+def test_result_identity_ignores_how_a_model_runs_and_where_it_lies(toy_models, tmp_path):
+    import shutil
+
+    from conceptminer3d.mining.model_loading import result_identity
+
+    moved = shutil.copytree(toy_models['clip'], tmp_path / 'elsewhere' / 'clip')
+    base = dict(type='OpenClipEmbedder', model_name=toy_models['clip'], pretrained=None)
+    same = [
+        dict(base, batch_size=7, device='cpu', dtype='float32'),
+        dict(base, model_name=str(moved)),
+        dict(base, model_name='local-dir:' + os.path.relpath(moved)),
+    ]
+    for cfg in same:
+        assert result_identity(EMBEDDERS, cfg) == result_identity(EMBEDDERS, base), cfg
+    weights = next(p for p in moved.iterdir() if p.suffix in ('.safetensors', '.bin', '.pth'))
+    with open(weights, 'r+b') as f:  # other weights: another identity
+        f.seek(-4, os.SEEK_END)
+        f.write(b'\x00\x01\x02\x03')
+    assert result_identity(EMBEDDERS, dict(base, model_name=str(moved))) != result_identity(EMBEDDERS, base)
+
+    yolo = dict(type='YoloDetector', model=toy_models['yolo'], conf=0.3)
+    assert result_identity(DETECTORS_2D, yolo) == result_identity(DETECTORS_2D, dict(yolo, batch_size=2, conf=0.3))
+    assert result_identity(DETECTORS_2D, yolo) == result_identity(
+        DETECTORS_2D, {k: v for k, v in yolo.items() if k != 'conf'}
+    )
+    assert result_identity(DETECTORS_2D, yolo) != result_identity(DETECTORS_2D, dict(yolo, conf=0.5))
+
+
+# --------------------------------------------------------------------------- bad images
+def test_undecodable_images_are_skips_whatever_patched_pil(tmp_path):
+    """ultralytics (imported by the detector) patches PIL.Image.open to answer an unidentifiable
+    file by installing pi-heif; the mining decoder must still call it a corrupt image, and
+    nothing may be installed."""
+    import ultralytics.utils.checks
+    from PIL import Image as PILImage
+
+    from conceptminer3d.mining.images import decode_image
+
+    assert PILImage.open.__module__ == 'ultralytics.utils.patches', 'the patched opener is what is tested'
+    assert ultralytics.utils.checks.AUTOINSTALL is False and os.environ['YOLO_AUTOINSTALL'] == 'False'
+    good = tmp_path / 'good.jpg'
+    PILImage.fromarray(scene(0, 64, 96)).save(good, quality=90)
+    data = good.read_bytes()
+    files = {
+        'empty.jpg': b'',
+        'text.jpg': b'this is not an image at all',
+        'truncated.jpg': data[: len(data) // 2],
+        'header_only.jpg': data[:20],
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        image, status = decode_image(str(tmp_path / name))
+        assert image is None and status == 'corrupt', name
+    assert decode_image(str(tmp_path / 'absent.jpg')) == (None, 'missing')
+    image, status = decode_image(str(good))
+    assert status == 'ok' and image.size == (96, 64)

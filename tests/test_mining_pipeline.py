@@ -17,7 +17,7 @@ from conceptminer3d.apis import run_mining
 from conceptminer3d.mining import MiningPipeline
 from conceptminer3d.mining.frames import InfoPickleError
 from conceptminer3d.mining.model_loading import ModelUnavailableError
-from conceptminer3d.registry import EMBEDDERS
+from conceptminer3d.registry import CAPTIONERS, EMBEDDERS
 from conceptminer3d.subsets import subset_infos
 
 from helpers import REPO, toy_blip_captioner
@@ -60,6 +60,10 @@ def test_all_cameras_processed_and_tables_agree(first_run, toy_world):
     assert set(frames.sample_token) == samples and (frames.scene_token != '').all()
     assert frames.num_crops.sum() == len(crops) == len(embeddings) > 0
     assert crops.crop_id.is_unique
+    frame_position = {(r.sample_token, r.camera): i for i, r in enumerate(frames.itertuples())}
+    order = [(frame_position[(c.sample_token, c.camera)], c.crop_index) for c in crops.itertuples()]
+    assert order == sorted(order), 'crops come in the order of their frames'
+    assert (frames.num_crops.values == np.bincount([i for i, _ in order], minlength=len(frames))).all()
     assert list(captions.crop_id) == list(crops.crop_id[crops.caption_selected])
     assert list(concepts.crop_id) == list(captions.crop_id)
     assert manifest['counts']['crops'] == len(crops) and manifest['counts']['captions'] == len(captions)
@@ -126,12 +130,64 @@ def test_rerun_with_new_vocabulary_reuses_detections_embeddings_and_captions(
     )
     pipeline = MiningPipeline(cfg, root, VAL, work_dir, progress=False)
     manifest = pipeline.run()
-    assert manifest['cache']['detect_embed']['computed_batches'] == 0
+    assert manifest['cache']['detect_embed']['computed_frames'] == 0
     assert manifest['cache']['captions']['computed_crops'] == 0
     assert pipeline._detector is None and pipeline._captioner is None, 'no model was even loaded'
     concepts = _read(work_dir, 'concepts.parquet')
     assert set(concepts.top_concept) <= {'car', 'excavator', 'stroller', 'pedestrian'}
     assert manifest['counts']['captions'] == first_run[1]['counts']['captions']
+
+
+def test_rerun_with_other_batch_sizes_and_model_paths_recomputes_nothing(first_run, toy_world, mining_cfg, tmp_path):
+    """Caches are keyed by what results depend on: batch sizes, the device and where the same
+    weights lie do not count."""
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'work')
+    shutil.copytree(first_run[0], work_dir)
+    models = os.path.dirname(mining_cfg.detector.model)
+    moved = shutil.copytree(models, tmp_path / 'moved_models')
+    cfg = mining_cfg
+    cfg.frame_batch_size = 2 * cfg.frame_batch_size
+    cfg.detector.update(model=os.path.relpath(moved / os.path.basename(cfg.detector.model)), batch_size=16)
+    cfg.embedder.update(model_name=str(moved / os.path.basename(cfg.embedder.model_name)), batch_size=5, device='cpu')
+    cfg.captioner.update(model=str(moved / os.path.basename(cfg.captioner.model)) + '/', batch_size=3, device='auto')
+    pipeline = MiningPipeline(cfg, root, VAL, work_dir, progress=False)
+    manifest = pipeline.run()
+    assert manifest['cache']['detect_embed'] == dict(
+        first_run[1]['cache']['detect_embed'], reused_frames=manifest['counts']['frames'], computed_frames=0
+    )
+    assert manifest['cache']['captions']['computed_crops'] == 0
+    assert manifest['cache']['captions']['key'] == first_run[1]['cache']['captions']['key']
+    assert pipeline._detector is None and pipeline._captioner is None
+    for name in ('frames.parquet', 'crops.parquet', 'captions.parquet'):
+        assert _read(work_dir, name).equals(_read(first_run[0], name)), name
+    # The concept prompts are embedded anew, in batches of 5 instead of 64: equal up to rounding.
+    concepts, before = _read(work_dir, 'concepts.parquet'), _read(first_run[0], 'concepts.parquet')
+    assert concepts.crop_id.equals(before.crop_id) and concepts.group.equals(before.group)
+    np.testing.assert_allclose(concepts.top_score, before.top_score, atol=1e-5)
+    assert np.array_equal(
+        np.load(os.path.join(work_dir, 'embeddings.npy')), np.load(os.path.join(first_run[0], 'embeddings.npy'))
+    )
+
+
+def test_a_changed_image_is_recomputed_alone(first_run, toy_world, mining_cfg, tmp_path):
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'work')
+    shutil.copytree(first_run[0], work_dir)
+    with open(os.path.join(root, VAL), 'rb') as f:
+        original = pickle.load(f)['data_list'][0]['images']['CAM_FRONT']['img_path']
+    changed = os.path.join(root, 'samples', 'CAM_FRONT', 'reencoded_for_test.jpg')
+    Image.open(os.path.join(root, 'samples', 'CAM_FRONT', original)).save(changed, quality=60)
+
+    def point_at_the_changed_image(data_list):
+        data_list[0]['images']['CAM_FRONT']['img_path'] = os.path.basename(changed)
+
+    ann = _subset_pickle(root, tmp_path, 3, point_at_the_changed_image)
+    manifest = MiningPipeline(mining_cfg, root, ann, work_dir, progress=False).run()
+    assert manifest['cache']['detect_embed']['reused_frames'] == 17
+    assert manifest['cache']['detect_embed']['computed_frames'] == 1
+    frames = _read(work_dir, 'frames.parquet')
+    assert frames.img_path.iloc[0] == changed and len(frames) == 18
 
 
 def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy_world, mining_cfg, tmp_path):
@@ -151,9 +207,10 @@ def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy
         pipeline.run()
     assert not os.path.exists(os.path.join(work_dir, 'crops.parquet')), 'no partial outputs'
     manifest = MiningPipeline(mining_cfg, root, VAL, work_dir, progress=False).run()
-    total = first_run[1]['cache']['detect_embed']['computed_batches']
+    total = first_run[1]['cache']['detect_embed']['computed_frames']
+    finished = 2 * mining_cfg.frame_batch_size
     assert manifest['cache']['detect_embed'] == dict(
-        key=first_run[1]['cache']['detect_embed']['key'], reused_batches=2, computed_batches=total - 2
+        key=first_run[1]['cache']['detect_embed']['key'], reused_frames=finished, computed_frames=total - finished
     )
     np.testing.assert_allclose(
         np.load(os.path.join(work_dir, 'embeddings.npy')),
@@ -161,6 +218,79 @@ def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy
         atol=1e-5,
     )
     assert _read(work_dir, 'crops.parquet').crop_id.tolist() == _read(first_run[0], 'crops.parquet').crop_id.tolist()
+
+
+# Run in a child process: mining as the config says, except that the process SIGKILLs itself
+# at one point (nothing is cleaned up, as after a crash or an OOM kill).
+_KILLED_RUN = """
+import os, signal, sys
+from mmengine.config import Config
+from conceptminer3d.apis import run_mining
+from conceptminer3d.mining import cache, contracts
+
+stage, after = sys.argv[4], int(sys.argv[5])
+calls = []
+if stage == 'tables':
+    write = contracts.write_table_atomic
+    def write_then_die(table, path):
+        if path.endswith('crops.parquet'):  # frames.parquet is written, the rest is not
+            os.kill(os.getpid(), signal.SIGKILL)
+        write(table, path)
+    contracts.write_table_atomic = write_then_die
+else:
+    save = cache.ItemCache.save_items
+    def save_then_die(self, *args, **kwargs):
+        if os.path.basename(os.path.dirname(self.dir)) == stage:
+            if len(calls) == after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            calls.append(1)
+        save(self, *args, **kwargs)
+    cache.ItemCache.save_items = save_then_die
+run_mining(Config.fromfile(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[6], progress=False)
+"""
+
+
+@pytest.mark.parametrize('stage, after', [('detect_embed', 2), ('captions', 1), ('tables', 0)])
+def test_sigkilled_run_resumes_to_the_same_outputs(first_run, toy_world, mining_cfg, tmp_path, stage, after):
+    """Killed (SIGKILL) during detection, during captioning, or while the final tables are
+    written: the re-run's outputs equal an uninterrupted run's, and no finished batch is
+    computed again."""
+    import signal
+    import subprocess
+    import sys
+
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'work')
+    config = str(tmp_path / 'mining_cfg.py')
+    mining_cfg.dump(config)
+    child = subprocess.run(
+        [sys.executable, '-c', _KILLED_RUN, config, root, VAL, stage, str(after), work_dir],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert not os.path.exists(os.path.join(work_dir, 'manifest.json'))
+    manifest = run_mining(mining_cfg, root, VAL, work_dir, progress=False)
+    assert not glob.glob(os.path.join(work_dir, '*.tmp-*')), 'what the killed writer left is gone'
+    frames = manifest['counts']['frames']
+    finished_frames = {'detect_embed': after * mining_cfg.frame_batch_size}.get(stage, frames)
+    assert manifest['cache']['detect_embed']['reused_frames'] == finished_frames
+    assert manifest['cache']['detect_embed']['computed_frames'] == frames - finished_frames
+    captions = manifest['counts']['captions']
+    if stage == 'captions':
+        batch_size = CAPTIONERS.get(mining_cfg.captioner.type).default_batch_size['cpu']
+        assert manifest['cache']['captions']['reused_crops'] == after * batch_size
+    if stage == 'tables':
+        assert manifest['cache']['captions'] == dict(
+            manifest['cache']['captions'], reused_crops=captions, computed_crops=0
+        )
+    for name in ('frames.parquet', 'crops.parquet', 'captions.parquet', 'concepts.parquet'):
+        assert _read(work_dir, name).equals(_read(first_run[0], name)), name
+    assert np.array_equal(
+        np.load(os.path.join(work_dir, 'embeddings.npy')), np.load(os.path.join(first_run[0], 'embeddings.npy'))
+    )
 
 
 def test_missing_and_corrupt_images_are_counted_skips(toy_world, mining_cfg, tmp_path):

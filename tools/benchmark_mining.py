@@ -1,7 +1,8 @@
-"""Mining throughput: per-stage items/s on the toy world, the per-image stage's overhead over
-bare model compute, and the outlier stage on synthetic embeddings at 10k/100k/1M crops.
+"""Mining throughput: per-stage items/s on the toy world, the per-image stage and the whole
+`tools/mine.py` process against bare model compute (with the process's peak memory), and the
+outlier stage on synthetic embeddings at 10k/100k/1M crops.
 
-    python tools/benchmark_mining.py [--config configs/mining/toy.py] [--samples 8]
+    python tools/benchmark_mining.py [--config configs/mining/toy.py] [--samples 8] [--device cuda]
         [--outlier-sizes 10000 100000 1000000] [--out results.json]
 
 Timings belong here, never in tests. Run on an idle machine.
@@ -22,6 +23,7 @@ def main():
     p.add_argument('--ann-file', default='nuscenes_infos_val.pkl')
     p.add_argument('--samples', type=int, default=8, help='samples (x cameras) for the pipeline benchmark')
     p.add_argument('--work-dir', default='work_dirs/benchmark_mining')
+    p.add_argument('--device', help="run every model here (e.g. cuda, cpu); default: each component's own ('auto')")
     p.add_argument('--outlier-sizes', type=int, nargs='*', default=[10_000, 100_000, 1_000_000])
     p.add_argument('--outlier-dim', type=int, default=512)
     p.add_argument('--out', help='write all results as JSON here')
@@ -30,7 +32,12 @@ def main():
     results = {}
     cfg = load_mining_config(args.config)
     cfg.subsets = None
-    pipe = run_pipeline_benchmark(cfg, args.data_root, args.ann_file, args.samples, args.work_dir)
+    if args.device:
+        for component in ('detector', 'embedder', 'captioner'):
+            if cfg.get(component) is not None:
+                cfg[component].device = args.device
+    mine_tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mine.py')
+    pipe = run_pipeline_benchmark(cfg, args.data_root, args.ann_file, args.samples, args.work_dir, mine_tool)
     results['pipeline'] = dict(config=args.config, **pipe)
     print(f'\n== {args.config}: {pipe["frames"]} frames, {pipe["crops"]} crops, {pipe["torch_threads"]} torch threads')
     print(f'{"stage":<22}{"items":>8}{"seconds":>10}{"items/s":>10}')
@@ -40,6 +47,11 @@ def main():
         f'bare model compute (detect {pipe["bare_detect_s"]:.2f} s + embed {pipe["bare_embed_s"]:.2f} s) = '
         f'{pipe["bare_model_s"]:.2f} s; pipeline detect+embed {pipe["pipeline_detect_embed_s"]:.2f} s; '
         f'overhead {pipe["overhead_pct"]:+.1f}%'
+    )
+    print(
+        f'whole tools/mine.py process {pipe["process_s"]:.2f} s ({pipe["process_overhead_pct"]:+.1f}% over bare '
+        'compute; imports, model loading, outliers, captions and writing included); '
+        f'peak RSS {pipe["peak_rss_mb"]:.0f} MB'
     )
 
     if args.outlier_sizes:

@@ -3,17 +3,18 @@
 cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
 frames = dict(type='InfoPickleFrames', cameras=cameras,
               data_prefix={cam: f'samples/{cam}' for cam in cameras})
-frame_batch_size = 16  # images per detection batch (and per cache shard)
+frame_batch_size = 16  # images decoded and handed to the detector at a time (and per cache write)
 num_threads = None  # torch intra-op threads; None = all cores (restored after YOLO lowers it)
 
-detector = dict(type='YoloDetector', model='yolov8l.pt', conf=0.3, iou=0.45, max_det=100, imgsz=640,
-                batch_size=16, device='cpu')
+# Every model runs on device='auto' (the GPU when there is one, else the CPU) with dtype='auto'
+# (half precision on a GPU) and a batch size chosen for that device: set device, dtype or
+# batch_size in a component to override (projects/conceptminer3d/mining/devices.py).
+detector = dict(type='YoloDetector', model='yolov8l.pt', conf=0.3, iou=0.45, max_det=100, imgsz=640)
 crops = dict(
     padding=0.05,  # of the box size, per side
     min_size=8,  # pixels; smaller crops are counted in the manifest and not embedded
     yolo_classes=None)  # early class filter (list of YOLO class names); None keeps all
-embedder = dict(type='OpenClipEmbedder', model_name='ViT-B-32', pretrained='laion2b_s34b_b79k', batch_size=64,
-                device='cpu')
+embedder = dict(type='OpenClipEmbedder', model_name='ViT-B-32', pretrained='laion2b_s34b_b79k')
 outliers = dict(
     contamination=0.1,  # in (0, 0.5]
     combine='union',  # or 'vote' (majority of the methods)
@@ -26,9 +27,9 @@ outliers = dict(
     ])
 # Which crops get a caption: the outliers, plus YOLO (COCO) classes that hint at targets.
 caption_selection = dict(outliers=True, yolo_classes=['truck', 'bus', 'motorcycle', 'bicycle', 'train'])
-captioner = dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', max_new_tokens=64, batch_size=8,
-                 device='cpu')
-# captioner = dict(type='BlipCaptioner', model='Salesforce/blip-image-captioning-large', batch_size=16)
+captioner = dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', max_new_tokens=64)
+# captioner = dict(type='BlipCaptioner', model='Salesforce/blip-image-captioning-large')
+# captioner = None  # captions off: no captioner model needed; crops are scored on their image alone
 # The vocabulary is yours to change (see rich_vocabulary.py): these lists are written here
 # and nowhere else. `concepts` starts with the ten nuScenes detection classes. Each concept
 # is encoded with ConceptVocabulary's prompt_template (mining/concepts.py); add

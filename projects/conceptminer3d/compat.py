@@ -1,4 +1,5 @@
-"""Compatibility shims for the pinned OpenMMLab stack on current numpy / torch.
+"""Compatibility shims for the pinned OpenMMLab stack on current numpy / torch, and for
+ultralytics on a machine that must never install packages at run time.
 
 Applied once when the plugin is imported. Each shim names the upstream bug it works
 around; delete it when the pinned version carries the fix.
@@ -6,6 +7,8 @@ around; delete it when the pinned version carries the fix.
 
 from __future__ import annotations
 
+import os
+import sys
 import types
 
 import numpy as np
@@ -49,9 +52,23 @@ def _trust_mmengine_checkpoints() -> None:
         checkpoint.torch = _TorchWithTrustedCheckpoints()
 
 
+def disable_ultralytics_autoinstall() -> None:
+    # ultralytics 8.3 pip-installs missing optional packages at run time (YOLO_AUTOINSTALL,
+    # default on): its patched PIL.Image.open answers an unidentifiable image with
+    # check_requirements('pi-heif'). A mining run must not change its environment, and
+    # without a network the install fails anyway. The flag is read when ultralytics is
+    # imported, so it is also set on the modules of an ultralytics imported before us.
+    os.environ['YOLO_AUTOINSTALL'] = 'False'
+    for name in ('ultralytics.utils', 'ultralytics.utils.checks'):
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, 'AUTOINSTALL'):
+            module.AUTOINSTALL = False
+
+
 def apply_compat_shims() -> None:
     global _applied
     if not _applied:
         _restore_np_long()
         _trust_mmengine_checkpoints()
+        disable_ultralytics_autoinstall()
         _applied = True

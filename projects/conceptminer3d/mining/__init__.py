@@ -8,7 +8,7 @@ nothing here imports ``subsets`` or anything above it.
 
 from ..registry import CONCEPT_SOURCES
 from .annotations import AnnotationConcepts
-from .cache import StageCache
+from .cache import ItemCache, StageCache
 from .captioning import BlipCaptioner, Qwen2VLCaptioner
 from .detection import YoloDetector
 from .embedding import OpenClipEmbedder
@@ -23,6 +23,7 @@ __all__ = [
     'AnnotationConcepts',
     'BlipCaptioner',
     'InfoPickleFrames',
+    'ItemCache',
     'IsolationForestOutliers',
     'KnnDistanceOutliers',
     'LocalOutlierFactorOutliers',

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..registry import CAPTIONERS
 from .concepts import NUSCENES_CLASSES
+from .devices import batch_size_for, resolve_device, resolve_dtype
 from .model_loading import resolve_hf_model
 
 __all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner', 'DEFAULT_QWEN2VL_PROMPT']
@@ -28,56 +29,45 @@ DEFAULT_QWEN2VL_PROMPT = (
 )
 
 
-def resolve_dtype(dtype: Union[str, torch.dtype], device: torch.device) -> torch.dtype:
-    """``'auto'``: bfloat16 on a GPU that supports it (float16 otherwise), float32 on CPU,
-    where half precision is slow and not what the models' numbers were checked with."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == 'auto':
-        if device.type == 'cuda':
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    resolved = getattr(torch, dtype, None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"dtype must be 'auto' or a torch dtype name, got {dtype!r}")
-    return resolved
-
-
 class TransformersCaptioner:
     """Batching, model resolution and greedy decoding shared by the captioners.
 
     Subclasses load ``self.processor`` / ``self.model`` in ``_load`` and turn one batch of
     images into model inputs in ``_inputs``, returning the inputs and the number of leading
-    output tokens that are prompt. Each subclass gives every argument its default, the batch
-    size included: the mining pipeline batches crops by ``self.batch_size``.
+    output tokens that are prompt. Each subclass gives every argument its default and its batch
+    sizes per device (``default_batch_size``): the mining pipeline batches crops by
+    ``self.batch_size``.
 
     Args:
         model (str): a local model directory, or a hub repo id found in the Hugging Face cache.
         prompt (str, optional): the text each crop is captioned with (see the subclass).
         max_new_tokens (int): caption length limit, in tokens.
-        batch_size (int): crops per ``generate`` call.
-        device (str): torch device string.
-        dtype (str | torch.dtype): ``'auto'`` (see ``resolve_dtype``) or a torch dtype name.
+        batch_size (int, optional): crops per ``generate`` call; None: ``default_batch_size``
+            for the device.
+        device (str): torch device string, or ``'auto'`` (see ``devices.resolve_device``).
+        dtype (str | torch.dtype): ``'auto'`` (see ``devices.resolve_dtype``) or a torch dtype name.
         allow_download (bool): fetch a repo id missing from the cache.
         cache_dir (str, optional): Hugging Face cache to look in.
     """
 
     default_model: str = ''
+    default_batch_size = dict(cpu=8, cuda=32)
 
     def __init__(
         self,
         model: str,
         prompt: Optional[str],
         max_new_tokens: int,
-        batch_size: int,
+        batch_size: Optional[int],
         device: str,
         dtype: Union[str, torch.dtype],
         allow_download: bool,
         cache_dir: Optional[str],
     ):
         self.model_path = self.check_available(model, allow_download, cache_dir)
-        self.prompt, self.max_new_tokens, self.batch_size = prompt, max_new_tokens, batch_size
-        self.device = torch.device(device)
+        self.prompt, self.max_new_tokens = prompt, max_new_tokens
+        self.device = resolve_device(device)
+        self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
         self.dtype = resolve_dtype(dtype, self.device)
         self._load()
         self.model.to(self.device).eval()
@@ -149,9 +139,9 @@ class Qwen2VLCaptioner(TransformersCaptioner):
         model: a local model directory, or a hub repo id found in the Hugging Face cache.
         prompt: the question asked about each crop.
         max_new_tokens: caption length limit, in tokens.
-        batch_size: crops per ``generate`` call.
-        device: torch device string.
-        dtype: ``'auto'`` (see ``resolve_dtype``) or a torch dtype name.
+        batch_size: crops per ``generate`` call; None: 8 on the CPU, 32 on a GPU.
+        device: torch device string, or ``'auto'``.
+        dtype: ``'auto'`` (see ``devices.resolve_dtype``) or a torch dtype name.
         min_pixels / max_pixels: crops are resized (aspect kept) to hold between these many
             pixels; this sets the number of image tokens (one per 28x28 pixels). None keeps
             the processor's own values. The defaults give small crops at least 16 tokens and
@@ -167,8 +157,8 @@ class Qwen2VLCaptioner(TransformersCaptioner):
         model: str = 'Qwen/Qwen2-VL-2B-Instruct',
         prompt: str = DEFAULT_QWEN2VL_PROMPT,
         max_new_tokens: int = 64,
-        batch_size: int = 8,
-        device: str = 'cpu',
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
         dtype: Union[str, torch.dtype] = 'auto',
         min_pixels: Optional[int] = 112 * 112,
         max_pixels: Optional[int] = 448 * 448,
@@ -219,19 +209,20 @@ class BlipCaptioner(TransformersCaptioner):
         model: a local model directory, or a hub repo id found in the Hugging Face cache.
         prompt: the caption prefix (``'a photo of'``); None or '' for unconditional captions.
         max_new_tokens: caption length limit, in tokens.
-        batch_size: crops per ``generate`` call.
+        batch_size: crops per ``generate`` call; None: 16 on the CPU, 64 on a GPU.
         device / dtype / allow_download / cache_dir: as for ``Qwen2VLCaptioner``.
     """
 
     default_model = 'Salesforce/blip-image-captioning-large'
+    default_batch_size = dict(cpu=16, cuda=64)
 
     def __init__(
         self,
         model: str = 'Salesforce/blip-image-captioning-large',
         prompt: Optional[str] = 'a photo of',
         max_new_tokens: int = 30,
-        batch_size: int = 16,
-        device: str = 'cpu',
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
         dtype: Union[str, torch.dtype] = 'auto',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,

@@ -124,11 +124,19 @@ def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
 def write_mining_tables(
     work_dir: str, frames: pa.Table, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, concepts: pa.Table
 ) -> None:
-    """Every table a concept source hands on (the manifest comes last, written by the source)."""
+    """Every table a concept source hands on (the manifest comes last, written by the source).
+
+    ``embeddings`` may be a ``np.memmap`` of a whole ``.npy`` file already written in
+    ``work_dir``: that file is moved into place, not copied."""
     out = lambda name: os.path.join(work_dir, name)  # noqa: E731
     write_table_atomic(frames, out(FRAMES_FILE))
     write_table_atomic(crops, out(CROPS_FILE))
-    write_npy_atomic(embeddings, out(EMBEDDINGS_FILE))
+    filename = getattr(embeddings, 'filename', None)
+    if isinstance(embeddings, np.memmap) and filename and os.path.dirname(filename) == os.path.abspath(work_dir):
+        embeddings.flush()
+        os.replace(filename, out(EMBEDDINGS_FILE))
+    else:
+        write_npy_atomic(np.asarray(embeddings), out(EMBEDDINGS_FILE))
     write_table_atomic(captions, out(CAPTIONS_FILE))
     write_table_atomic(concepts, out(CONCEPTS_FILE))
 
@@ -162,6 +170,15 @@ def concept_record(crop, top_concepts, top_scores, text_weight: float, image_cap
 
 def rows_to_table(rows: List[Dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
+
+
+def remove_partial_outputs(work_dir: str) -> None:
+    """Delete what a killed writer left in ``work_dir`` (the ``*.tmp-<pid>`` files of the
+    atomic writers); outputs that were complete are never touched."""
+    if os.path.isdir(work_dir):
+        for name in os.listdir(work_dir):
+            if '.tmp-' in name:
+                os.remove(os.path.join(work_dir, name))
 
 
 def write_table_atomic(table: pa.Table, path: str) -> None:

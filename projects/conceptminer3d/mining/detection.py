@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..registry import DETECTORS_2D
+from .devices import batch_size_for, resolve_device, resolve_dtype
 from .model_loading import resolve_yolo_model
 
 __all__ = ['Detections', 'YoloDetector', 'keep_torch_threads']
@@ -52,6 +53,13 @@ def keep_torch_threads(num_threads: Optional[int] = None) -> Iterator[None]:
         torch.set_num_threads(num_threads or before)
 
 
+def _ultralytics_device(device: torch.device) -> str:
+    # ultralytics spells a GPU by its index ('0'); a bare 'cuda' means the first one.
+    if device.type == 'cuda':
+        return str(device.index or 0)
+    return device.type
+
+
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -69,13 +77,19 @@ class YoloDetector:
         iou: NMS IoU threshold.
         max_det: at most this many boxes per image.
         imgsz: inference size (the long side, letterboxed).
-        batch_size: images per model call.
-        device: torch device string, e.g. ``'cpu'`` or ``'cuda:0'``.
+        batch_size: images per model call; None: 1 on the CPU (batching does not pay there),
+            64 on a GPU.
+        device: torch device string (``'cpu'``, ``'cuda:0'``) or ``'auto'`` (see
+            ``devices.resolve_device``).
+        dtype: ``'auto'`` (half precision on a GPU, float32 on the CPU) or a torch dtype name;
+            ultralytics' half precision is float16, so any 16-bit dtype runs as float16.
         classes: keep only these classes (ids or names of ``class_names``); None keeps all.
         num_threads: torch intra-op threads after each call; None keeps the count the process
             had before (see ``keep_torch_threads``).
         allow_download: fetch a missing checkpoint from the ultralytics assets release.
     """
+
+    default_batch_size = dict(cpu=1, cuda=64)
 
     def __init__(
         self,
@@ -84,8 +98,9 @@ class YoloDetector:
         iou: float = 0.45,
         max_det: int = 100,
         imgsz: int = 640,
-        batch_size: int = 16,
-        device: str = 'cpu',
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
+        dtype: Union[str, torch.dtype] = 'auto',
         classes: Optional[Sequence[Union[int, str]]] = None,
         num_threads: Optional[int] = None,
         allow_download: bool = False,
@@ -94,7 +109,10 @@ class YoloDetector:
 
         self.model_path = self.check_available(model, allow_download)
         self.conf, self.iou, self.max_det, self.imgsz = conf, iou, max_det, imgsz
-        self.batch_size, self.device, self.num_threads = batch_size, device, num_threads
+        self.device = resolve_device(device)
+        self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
+        self.half = self.device.type == 'cuda' and resolve_dtype(dtype, self.device).itemsize == 2
+        self.num_threads = num_threads
         self.model = YOLO(self.model_path, task='detect')
         self.class_names: Dict[int, str] = {int(k): v for k, v in self.model.names.items()}
         self.classes = self._class_ids(classes)
@@ -130,7 +148,8 @@ class YoloDetector:
             iou=self.iou,
             max_det=self.max_det,
             imgsz=self.imgsz,
-            device=self.device,
+            device=_ultralytics_device(self.device),
+            half=self.half,
             classes=self.classes,
             batch=len(images_bgr),
             verbose=False,

@@ -7,7 +7,7 @@ Config example::
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..registry import EMBEDDERS
+from .devices import batch_size_for, resolve_device, resolve_dtype
 from .model_loading import resolve_open_clip_model
 
 __all__ = ['OpenClipEmbedder']
@@ -31,18 +32,24 @@ class OpenClipEmbedder:
         pretrained: with an architecture name: a tag (``'laion2b_s34b_b79k'``, from the
             cache), a local checkpoint file, or None for random weights (timing runs). Ignored
             for directories and ``hf-hub:`` names. See ``model_loading.resolve_open_clip_model``.
-        batch_size: images (or texts) per forward pass.
-        device: torch device string.
+        batch_size: images (or texts) per forward pass; None: 64 on the CPU, 512 on a GPU.
+        device: torch device string, or ``'auto'`` (see ``devices.resolve_device``).
+        dtype: ``'auto'`` (half precision on a GPU, float32 on the CPU; see
+            ``devices.resolve_dtype``) or a torch dtype name. Embeddings are returned as
+            float32 whatever the model computes in.
         allow_download: fetch missing weights from the hub.
         cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
     """
+
+    default_batch_size = dict(cpu=64, cuda=512)
 
     def __init__(
         self,
         model_name: str = 'ViT-B-32',
         pretrained: Optional[str] = 'laion2b_s34b_b79k',
-        batch_size: int = 64,
-        device: str = 'cpu',
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
+        dtype: Union[str, torch.dtype] = 'auto',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
     ):
@@ -51,11 +58,13 @@ class OpenClipEmbedder:
         source = resolve_open_clip_model(
             model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
         )
-        self.source, self.batch_size, self.device = source, batch_size, torch.device(device)
+        self.source, self.device = source, resolve_device(device)
+        self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
+        self.dtype = resolve_dtype(dtype, self.device)
         model, _, preprocess = open_clip.create_model_and_transforms(
             source.model_name, pretrained=source.pretrained, device=self.device, **source.preprocess_overrides
         )
-        self.model = model.eval()
+        self.model = model.to(self.dtype).eval()
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
         self.tokenizer = open_clip.get_tokenizer(source.model_name)
         # Architectures keep their output width in different places (text_projection,
@@ -89,7 +98,7 @@ class OpenClipEmbedder:
             pixels = torch.stack(
                 [self.preprocess(image.convert('RGB')) for image in images[start : start + self.batch_size]]
             )
-            features = self.model.encode_image(pixels.to(self.device))
+            features = self.model.encode_image(pixels.to(self.device, self.dtype))
             chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
         return self._concat(chunks)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -14,14 +15,39 @@ from .frames import Frame
 
 
 def decode_image(path: str) -> Tuple[Optional[Image.Image], str]:
-    """(RGB image, status); a missing or undecodable file is a status, not an exception."""
+    """(RGB image, status); a missing or undecodable file is a status, not an exception.
+
+    Any failure to decode is a skip, whatever raised it: other libraries patch
+    ``PIL.Image.open`` (ultralytics answers an unidentifiable file by importing, or trying to
+    install, a HEIF plugin, and raises ``ModuleNotFoundError`` where that fails).
+    """
     try:
         with Image.open(path) as img:
             return img.convert('RGB'), FRAME_STATUS_OK
     except FileNotFoundError:
         return None, FRAME_STATUS_MISSING
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Exception:  # noqa: BLE001 -- truncated, empty, not an image, or a patched opener failing
         return None, FRAME_STATUS_CORRUPT
+
+
+_DIGEST_BYTES = 1 << 16
+
+
+def image_digest(frame: Frame) -> str:
+    """The identity of a frame's image for the caches: its size and a hash of its first 64 KiB
+    (a JPEG's headers, tables and first scans), not its path or mtime. Reading that much is
+    cheap next to decoding, and a re-encoded or replaced image changes it."""
+    if frame.status != FRAME_STATUS_OK:
+        return frame.status
+    try:
+        with open(frame.img_path, 'rb') as f:
+            head = f.read(_DIGEST_BYTES)
+            size = f.seek(0, 2)
+    except FileNotFoundError:
+        return FRAME_STATUS_MISSING
+    except OSError:
+        return 'unreadable'  # decoding it will call it corrupt
+    return f'{size}:{hashlib.blake2b(head, digest_size=12).hexdigest()}'
 
 
 def decode_batch(frames: Sequence[Frame]) -> List[Tuple[Optional[Image.Image], str]]:

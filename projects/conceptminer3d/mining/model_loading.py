@@ -27,11 +27,14 @@ How each family resolves (first match wins):
 from __future__ import annotations
 
 import glob
+import hashlib
 import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
+
+from .devices import RUNTIME_ARGS
 
 __all__ = [
     'ModelUnavailableError',
@@ -40,6 +43,8 @@ __all__ = [
     'resolve_yolo_model',
     'resolve_open_clip_model',
     'check_available',
+    'result_identity',
+    'content_digest',
 ]
 
 # Where the messages suggest putting downloaded models (relative to the working directory).
@@ -191,25 +196,34 @@ def resolve_yolo_model(model: str, *, allow_download: bool = False, config_key: 
         raise ModelUnavailableError(model, f'no such file ({path})', f'set {config_key} to an existing checkpoint file')
 
     from ultralytics.utils import SETTINGS
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
     weights_dir = Path(SETTINGS['weights_dir'])
+    is_asset = name in GITHUB_ASSETS_NAMES  # only these have a download to suggest
     url = f'https://github.com/ultralytics/assets/releases/download/{_ultralytics_release()}/{name}'
     if Path(model).parent != Path('.'):
         # A path with folders: the file is expected exactly there.
         target, reason = Path(path), f'no such file ({path})'
-        remedy = f'download {url} to {path}'
+        remedy = f'download {url} to {path}' if is_asset else f'set {config_key} to an existing checkpoint file'
     else:
         # A bare name: ultralytics looks in its weights directory before downloading.
         target = weights_dir / name
         if target.is_file():
             return str(target)
         reason = f'no such file, and not in ultralytics\' weights directory ({weights_dir})'
-        remedy = (
-            f'download {url} into {MODELS_DIR}/ and set {config_key}=\'{MODELS_DIR}/{name}\' '
-            f'(or put it in ultralytics\' weights directory {weights_dir})'
-        )
-    remedy += '; or build the component with allow_download=True'
-    if not allow_download:
+        if is_asset:
+            remedy = (
+                f'download {url} into {MODELS_DIR}/ and set {config_key}=\'{MODELS_DIR}/{name}\' '
+                f'(or put it in ultralytics\' weights directory {weights_dir})'
+            )
+        else:
+            remedy = (
+                f'{name} is not one of ultralytics\' released checkpoints, so there is nothing to download: '
+                f'set {config_key} to the path of your checkpoint file'
+            )
+    if is_asset:
+        remedy += '; or build the component with allow_download=True'
+    if not (allow_download and is_asset):
         raise ModelUnavailableError(model, reason, remedy)
     from ultralytics.utils.downloads import attempt_download_asset
 
@@ -374,13 +388,16 @@ def resolve_open_clip_model(
 
 
 # --------------------------------------------------------------------------- config-level check
-def check_available(registry, cfg: dict) -> None:
+def check_available(registry, cfg: dict):
     """Check, without building anything, that a component config's models load offline.
 
     Meant to run for every model-backed component before a mining run starts, so a missing
     captioner is reported before hours of detection, not after. ``registry`` is the
     component's registry (``DETECTORS_2D``, ``EMBEDDERS`` or ``CAPTIONERS``); the registered
     class must provide a ``check_available(**cfg)`` classmethod.
+
+    Returns:
+        What the component resolved its model to (a local path, or an ``OpenClipSource``).
 
     Raises:
         KeyError: ``cfg`` has no ``type``, or ``registry`` has no component of that name.
@@ -395,4 +412,68 @@ def check_available(registry, cfg: dict) -> None:
         raise KeyError(
             f'{registry.name} has no component named {name!r}; registered: {", ".join(sorted(registry.module_dict))}'
         )
-    component.check_available(**cfg)
+    return component.check_available(**cfg)
+
+
+# --------------------------------------------------------------------------- cache identity
+_digests: Dict[Tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: str) -> str:
+    stat = os.stat(path)
+    memo = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)  # re-hash a file only when it changes
+    if memo not in _digests:
+        with open(path, 'rb') as f:
+            _digests[memo] = hashlib.file_digest(f, 'sha256').hexdigest()[:32]
+    return _digests[memo]
+
+
+def content_digest(path: str) -> str:
+    """A hash of what a file, or every file below a directory, holds: the same model gives the
+    same digest wherever it is and however its path is spelled."""
+    if os.path.isfile(path):
+        return _file_digest(path)
+    entries = []
+    for directory, subdirs, files in os.walk(path, followlinks=True):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))
+        for name in sorted(files):
+            if not name.startswith('.'):
+                full = os.path.join(directory, name)
+                entries.append((os.path.relpath(full, path), _file_digest(full)))
+    return hashlib.sha256(repr(entries).encode()).hexdigest()[:32]
+
+
+def _model_digest(resolved) -> str:
+    if isinstance(resolved, OpenClipSource):
+        name = resolved.model_name
+        if name.startswith('local-dir:'):
+            return content_digest(name[len('local-dir:') :])
+        # A built-in architecture: random weights when no checkpoint, else the checkpoint's content.
+        return f'{name}:{content_digest(resolved.pretrained) if resolved.pretrained else "random"}'
+    if os.path.exists(str(resolved)):
+        return content_digest(str(resolved))
+    return str(resolved)  # an architecture yaml shipped inside ultralytics: random weights
+
+
+def result_identity(registry, cfg: dict) -> dict:
+    """What a component's outputs depend on: its type, the content of its model files and its
+    options, without what only changes how it runs (``devices.RUNTIME_ARGS``: device, dtype,
+    batch size, ...) or how its model is named. Caches are keyed by this, so mining with
+    another batch size, on another device or with the weights at another path reuses them.
+
+    Raises:
+        ModelUnavailableError: as ``check_available``.
+    """
+    resolved = check_available(registry, cfg)
+    # Defaults filled in, so that spelling out a default value keeps the key.
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(registry.get(cfg['type'])).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    options = {k: v for k, v in {**defaults, **cfg}.items() if k not in RUNTIME_ARGS and k not in _MODEL_ARGS}
+    return dict(options, weights=_model_digest(resolved))
+
+
+# The arguments that name a model (a path, a hub id, a tag): replaced by ``weights``.
+_MODEL_ARGS = frozenset({'model', 'model_name', 'pretrained'})

@@ -1,8 +1,8 @@
 """The mining pipeline: info pickle → frames → 2D boxes → crops → embeddings → outliers →
 captions → concept groups, each stage a config-built component.
 
-Per-image stages (detection, embedding, captioning) are independent per batch of frames
-and cached per batch, so a killed run resumes and a re-run with only a new vocabulary or
+Per-image stages (detection, embedding, captioning) are independent per frame and cached
+per frame / crop (``cache.ItemCache``), so a killed run resumes and a re-run with only a new vocabulary or
 threshold reuses them. Global stages (outliers, concepts) are pure functions of the
 gathered tables and always recomputed: they take seconds.
 """
@@ -23,37 +23,42 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
-from .cache import StageCache
+from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache
 from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
     CONCEPT_SCHEMA,
     CROP_SCHEMA,
+    EMBEDDINGS_FILE,
     FRAME_SCHEMA,
     FRAME_STATUS_OK,
     MANIFEST_FILE,
-    concat_tables,
-    concept_record,
     crop_record,
+    remove_partial_outputs,
     rows_to_table,
     write_json_atomic,
     write_mining_tables,
 )
 from .frames import Frame
-from .images import cut_crops, decode_image, prefetched
-from .model_loading import check_available
+from .images import cut_crops, decode_image, image_digest, prefetched
+from .model_loading import check_available, result_identity
 from .outlier_scoring import combine_outlier_flags, score_outliers
 from .run_record import StageTimer, package_versions, plain_config
 
 logger = logging.getLogger('conceptminer3d.mining')
+
+# Cache shards are written per batch (a killed run loses one batch at most), then merged into
+# shards of about this many frames / crops, so a big run leaves tens of files, not 100,000s.
+CACHE_SHARD_FRAMES = 4096
+CACHE_SHARD_CROPS = 65536
 
 
 class MiningPipeline:
     """Runs every stage for one (data_root, ann_file) and writes the tables to ``work_dir``.
 
     Stages, in ``run`` order: ``frame_source.load`` (frames), ``detect_and_embed`` (2D boxes,
-    crops, CLIP embeddings; cached per batch of frames), ``find_outliers``, ``caption``
-    (cached per batch of crops), ``score`` (concepts and groups). Each model is built from its
+    crops, CLIP embeddings; cached per frame), ``find_outliers``, ``caption`` (cached per
+    crop), ``score`` (concepts and groups). Each model is built from its
     registry when a stage first has work for it, so a fully cached re-run loads none.
     Everything that can be wrong with the configuration is checked in the constructor, and
     every model's offline availability before the first image is read.
@@ -130,21 +135,13 @@ class MiningPipeline:
         torch.set_num_threads(threads)
         return threads
 
-    # -- stage 2+3: detection, crops and embeddings, per batch of frames ------------------
-    @staticmethod
-    def _file_identity(frame: Frame) -> tuple:
-        if frame.status != FRAME_STATUS_OK:
-            return frame.frame_id, frame.img_path, frame.status
-        stat = os.stat(frame.img_path)
-        return frame.frame_id, frame.img_path, stat.st_size, stat.st_mtime_ns
-
-    def _detection_payload(self, frames: Sequence[Frame]) -> dict:
+    # -- stage 2+3: detection, crops and embeddings, per frame -----------------------------
+    def _detection_payload(self) -> dict:
+        # What detections, crops and embeddings depend on; never device, batch sizes or paths.
         return dict(
-            frames=[self._file_identity(f) for f in frames],
-            detector=plain_config(self.cfg.detector),
-            embedder=plain_config(self.cfg.embedder),
+            detector=result_identity(DETECTORS_2D, plain_config(self.cfg.detector)),
+            embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
             crops=plain_config(self.cfg.crops),
-            frame_batch_size=self.cfg.frame_batch_size,
         )
 
     def _process_batch(self, frames: Sequence[Frame], decoded) -> tuple:
@@ -210,49 +207,109 @@ class MiningPipeline:
         )
 
     def detect_and_embed(self, frames: List[Frame]):
-        batch_size = int(self.cfg.frame_batch_size)
-        batches = [frames[i : i + batch_size] for i in range(0, len(frames), batch_size)]
-        cache = StageCache(os.path.join(self.work_dir, 'cache'), 'detect_embed', self._detection_payload(frames))
-        todo = [i for i in range(len(batches)) if not cache.has(i)]
+        """Detections, crops and embeddings of every frame: cached per frame (by its id and image
+        content), computed for the frames no shard holds, in batches of ``frame_batch_size``."""
+        cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'detect_embed', self._detection_payload())
+        items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
+        self._image_digests = {f.frame_id: item.rsplit('@', 1)[1] for f, item in zip(frames, items)}
+        found = cache.index()
+        todo = [i for i, item in enumerate(items) if item not in found]
         self.cache_stats['detect_embed'] = dict(
-            key=cache.key, reused_batches=len(batches) - len(todo), computed_batches=len(todo)
+            key=cache.key, reused_frames=len(frames) - len(todo), computed_frames=len(todo)
         )
         if todo:
             self.detector  # noqa: B018  (ultralytics lowers torch's thread count when it loads)
             self.threads = self._set_threads()
-        start = time.perf_counter()
-        bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not self.progress)
-        bar.update(len(frames) - sum(len(batches[i]) for i in todo))
-        for i, decoded in zip(todo, prefetched([batches[i] for i in todo])):
-            frame_table, crop_table, embeddings = self._process_batch(batches[i], decoded)
-            cache.save(i, dict(frames=frame_table, crops=crop_table), embeddings)
-            bar.update(len(batches[i]))
-        bar.close()
-        if todo:
-            self.timer.add('detect_embed_total', time.perf_counter() - start, sum(len(batches[i]) for i in todo))
-        frame_tables, crop_tables, arrays = [], [], []
-        for i in range(len(batches)):
-            tables, array = cache.load(i, ('frames', 'crops'))
-            frame_tables.append(tables['frames'])
-            crop_tables.append(tables['crops'])
-            arrays.append(array)
-        frames_table = concat_tables(frame_tables, FRAME_SCHEMA)
+            start = time.perf_counter()
+            batch_size = int(self.cfg.frame_batch_size)
+            batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+            bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not self.progress)
+            bar.update(len(frames) - len(todo))
+            shard = cache.next_index()
+            for positions, decoded in zip(batches, prefetched([[frames[i] for i in b] for b in batches])):
+                frame_table, crop_table, embeddings = self._process_batch([frames[i] for i in positions], decoded)
+                # Which of the shard's items (frames) each crop row belongs to.
+                owner = np.repeat(np.arange(len(positions)), frame_table.column('num_crops').to_numpy())
+                crop_table = crop_table.append_column(ITEM_POSITION, pa.array(owner, pa.int64()))
+                cache.save_items(
+                    shard, [items[i] for i in positions], dict(frames=frame_table, crops=crop_table), embeddings
+                )
+                shard += 1
+                bar.update(len(positions))
+            bar.close()
+            self.timer.add('detect_embed_total', time.perf_counter() - start, len(todo))
+            cache.compact(CACHE_SHARD_FRAMES, ('frames', 'crops'))
+            found = cache.index()
+        frames_table = self._frames_table(frames, cache, items, found)
+        crops, embeddings = self._gather_crops(cache, items, found)
         self._count_skips(frames_table)
-        dim = next((a.shape[1] for a in arrays if a is not None and a.ndim == 2), 0)
-        embeddings = np.concatenate([a for a in arrays if a is not None and len(a)] or [np.zeros((0, dim))])
-        return frames_table, concat_tables(crop_tables, CROP_SCHEMA), embeddings.astype(np.float32), cache.key
+        return frames_table, crops, embeddings, cache.key
+
+    def _frames_table(self, frames: List[Frame], cache: ItemCache, items: List[str], found) -> pa.Table:
+        """The cached results of every frame, with its identity columns from this run's frames
+        (the same image may sit under another data root or sample index)."""
+        cached, _ = cache.gather(items, found, 'frames')
+        current = {
+            'frame_id': [f.frame_id for f in frames],
+            'sample_token': [f.sample_token for f in frames],
+            'scene_token': [f.scene_token for f in frames],
+            'sample_idx': [f.sample_idx for f in frames],
+            'camera': [f.camera for f in frames],
+            'img_path': [f.img_path for f in frames],
+            'timestamp': [f.timestamp for f in frames],
+        }
+        columns = [
+            pa.array(current[field.name], field.type) if field.name in current else cached.column(field.name)
+            for field in FRAME_SCHEMA
+        ]
+        return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
+
+    def _gather_crops(self, cache: ItemCache, items: List[str], found):
+        """Every frame's crops in frame order, and their embeddings written straight into a
+        memory-mapped ``.npy`` beside the outputs (moved into place by ``write_mining_tables``):
+        the embeddings of a big run are never concatenated in RAM."""
+        shard_of = np.array([found[item][0] for item in items], dtype=np.int64)
+        position = np.array([found[item][1] for item in items], dtype=np.int64)
+        parts, sources, dim = [], [], None
+        for shard in np.unique(shard_of):
+            frames_here = np.flatnonzero(shard_of == shard)
+            tables, array = cache.load(int(shard), ('crops', ITEM_KEYS), mmap=True)
+            crops = tables['crops']
+            dim = array.shape[1] if array is not None and array.ndim == 2 else dim
+            output_frame = np.full(tables[ITEM_KEYS].num_rows, -1, np.int64)
+            output_frame[position[frames_here]] = frames_here
+            frame_of_row = output_frame[crops.column(ITEM_POSITION).to_numpy()]
+            rows = np.flatnonzero(frame_of_row >= 0)
+            part = crops.take(pa.array(rows)).drop_columns([ITEM_POSITION])
+            parts.append(part.append_column('_frame', pa.array(frame_of_row[rows], pa.int64())))
+            sources.append((int(shard), rows))
+        table = pa.concat_tables(parts)
+        order = pc.sort_indices(table, sort_keys=[('_frame', 'ascending'), ('crop_index', 'ascending')]).to_numpy()
+        crops = table.take(pa.array(order)).drop_columns(['_frame']).cast(CROP_SCHEMA)
+        destination = np.empty(len(order), np.int64)
+        destination[order] = np.arange(len(order))  # row k of the concatenation goes to destination[k]
+        path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
+        embeddings = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=(len(order), dim or 0))
+        start = 0
+        for shard, rows in sources:
+            if len(rows):
+                _, array = cache.load(shard, (), mmap=True)
+                embeddings[destination[start : start + len(rows)]] = array[rows]
+            start += len(rows)
+        embeddings.flush()
+        return crops, embeddings
 
     def _count_skips(self, frames: pa.Table) -> None:
         """Skips are derived from the frames table, so a resumed or cached run reports the same."""
-        rows = frames.to_pylist()
-        for status, n in Counter(r['status'] for r in rows).items():
-            if status != FRAME_STATUS_OK:
-                self.skips[f'images_{status}'] = n
-        self.skips['frames_without_detections'] = sum(
-            r['status'] == FRAME_STATUS_OK and not r['num_detections'] for r in rows
-        )
-        self.skips['crops_too_small'] = sum(r['num_too_small'] for r in rows)
-        self.skips['crops_filtered_by_class'] = sum(r['num_filtered'] for r in rows)
+        status = frames.column('status')
+        for entry in pc.value_counts(status).to_pylist():
+            if entry['values'] != FRAME_STATUS_OK:
+                self.skips[f'images_{entry["values"]}'] = entry['counts']
+        ok = pc.equal(status, FRAME_STATUS_OK)
+        no_detections = pc.and_(ok, pc.equal(frames.column('num_detections'), 0))
+        self.skips['frames_without_detections'] = int(pc.sum(no_detections).as_py() or 0)
+        self.skips['crops_too_small'] = int(pc.sum(frames.column('num_too_small')).as_py() or 0)
+        self.skips['crops_filtered_by_class'] = int(pc.sum(frames.column('num_filtered')).as_py() or 0)
 
     # -- stage 4: outliers (global) ---------------------------------------------------------
     def find_outliers(self, crops: pa.Table, embeddings: np.ndarray) -> pa.Table:
@@ -262,8 +319,11 @@ class MiningPipeline:
         flags = {name: np.zeros(n, bool) for name in self.outlier_detectors}
         groups = {'all': np.arange(n)}
         if self.cfg.outliers.get('per_class', False):
-            classes = np.asarray(crops.column('yolo_class').to_pylist())
-            groups = {c: np.flatnonzero(classes == c) for c in sorted(set(classes))}
+            classes = crops.column('yolo_class')
+            groups = {
+                c: np.flatnonzero(pc.equal(classes, c).to_numpy(zero_copy_only=False))
+                for c in sorted(pc.unique(classes).to_pylist())
+            }
         min_crops = int(self.cfg.outliers.get('min_crops', 10))
         for group, idx in groups.items():
             if len(idx) < min_crops:
@@ -285,9 +345,8 @@ class MiningPipeline:
             crops = crops.append_column(f'is_outlier_{name}', pa.array(flags[name]))
         crops = crops.append_column('is_outlier', pa.array(combined, pa.bool_()))
         select = self.cfg.caption_selection
-        by_class = np.isin(
-            np.asarray(crops.column('yolo_class').to_pylist(), dtype=object), list(select.get('yolo_classes') or [])
-        )
+        hint_classes = pa.array(list(select.get('yolo_classes') or []), pa.string())
+        by_class = pc.is_in(crops.column('yolo_class'), value_set=hint_classes).to_numpy(zero_copy_only=False)
         selected = (combined if select.get('outliers', True) else np.zeros(n, bool)) | by_class
         crops = crops.append_column('caption_selected', pa.array(selected, pa.bool_()))
         self.timer.add('outliers', time.perf_counter() - start, n)
@@ -295,57 +354,61 @@ class MiningPipeline:
 
     # -- stage 5: captions for the selected crops ------------------------------------------
     def caption(self, crops: pa.Table, detection_key: str) -> tuple:
+        """Captions (and their text embeddings) of the caption-selected crops, cached per crop
+        (by its id and its image's identity) and computed for the crops no shard holds."""
         if not self.captions_on:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, 0), np.float32)
-        cache = StageCache(
-            os.path.join(self.work_dir, 'cache'),
-            'captions',
-            dict(
-                detection=detection_key,
-                captioner=plain_config(self.cfg.captioner),
-                embedder=plain_config(self.cfg.embedder),
-            ),
+        payload = dict(
+            detection=detection_key,
+            captioner=result_identity(CAPTIONERS, plain_config(self.cfg.captioner)),
+            embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
         )
-        done: Dict[str, tuple] = {}
-        for i in cache.completed():
-            tables, array = cache.load(i, ('captions',))
-            for row, emb in zip(tables['captions'].to_pylist(), array):
-                done[row['crop_id']] = (row['caption'], emb)
+        cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'captions', payload)
         selected = crops.filter(crops.column('caption_selected'))
-        wanted = selected.column('crop_id').to_pylist()
-        missing = [i for i, cid in enumerate(wanted) if cid not in done]
+        frame_ids = pc.binary_join_element_wise(selected.column('sample_token'), selected.column('camera'), '/')
+        items = [
+            f'{crop}@{self._image_digests[frame]}'
+            for crop, frame in zip(selected.column('crop_id').to_pylist(), frame_ids.to_pylist())
+        ]
+        found = cache.index()
+        missing = [i for i, item in enumerate(items) if item not in found]
         self.cache_stats['captions'] = dict(
-            key=cache.key, reused_crops=len(wanted) - len(missing), computed_crops=len(missing)
+            key=cache.key, reused_crops=len(items) - len(missing), computed_crops=len(missing)
         )
         if missing:
             self._set_threads()
-            self._caption_missing(selected.take(missing), cache, done)
-        wanted = [cid for cid in wanted if cid in done]
-        captions = rows_to_table([dict(crop_id=cid, caption=done[cid][0]) for cid in wanted], CAPTION_SCHEMA)
-        dim = self.embedder.embedding_dim if not done else len(next(iter(done.values()))[1])
-        caption_emb = np.stack([done[cid][1] for cid in wanted]) if wanted else np.zeros((0, dim), np.float32)
-        return captions, caption_emb.astype(np.float32)
+            self._caption_missing(selected.take(pa.array(missing, pa.int64())), [items[i] for i in missing], cache)
+            cache.compact(CACHE_SHARD_CROPS, ('captions',))
+            found = cache.index()
+        done = [item for item in items if item in found]  # a crop whose image broke since is a skip
+        if not done:
+            return CAPTION_SCHEMA.empty_table(), np.zeros((0, self.embedder.embedding_dim), np.float32)
+        captions, caption_emb = cache.gather(done, found, 'captions', with_array=True)
+        return captions.cast(CAPTION_SCHEMA), caption_emb.astype(np.float32, copy=False)
 
-    def _caption_missing(self, todo: pa.Table, cache: StageCache, done: Dict[str, tuple]) -> None:
-        """Caption in batches of crops sorted by frame, so each image is decoded once."""
-        # One cache shard per captioner batch; the captioner class owns the batch size's default.
-        batch_size = self.captioner.batch_size
-        rows = sorted(todo.to_pylist(), key=lambda r: (r['sample_token'], r['camera'], r['crop_index']))
-        next_index = max(cache.completed(), default=-1) + 1
+    def _caption_missing(self, todo: pa.Table, items: List[str], cache: ItemCache) -> None:
+        """Caption in batches of crops sorted by frame, so each image is decoded once; one cache
+        shard per captioner batch (compacted afterwards), so a killed run loses one batch at most."""
+        batch_size = self.captioner.batch_size  # the captioner class owns its default
+        order = pc.sort_indices(
+            todo, sort_keys=[('sample_token', 'ascending'), ('camera', 'ascending'), ('crop_index', 'ascending')]
+        ).to_numpy()
+        shard = cache.next_index()
         frame_key, image = None, None
-        bar = tqdm(total=len(rows), desc='captions', unit='crop', disable=not self.progress)
-        for start in range(0, len(rows), batch_size):
-            chunk, crops = [], []
-            batch = rows[start : start + batch_size]
+        bar = tqdm(total=len(order), desc='captions', unit='crop', disable=not self.progress)
+        for start in range(0, len(order), batch_size):
+            positions = order[start : start + batch_size]
+            batch = todo.take(pa.array(positions)).to_pylist()
             bar.update(len(batch))
-            for r in batch:
+            kept, crops = [], []
+            for position, r in zip(positions, batch):
                 if (r['sample_token'], r['camera']) != frame_key:
                     frame_key = (r['sample_token'], r['camera'])
                     image, _ = decode_image(self._frame_paths[frame_key])
                 if image is None:  # readable when detected, gone or broken since: a counted skip
                     self.skips['caption_images_unreadable'] += 1
                     continue
-                chunk.append(r)
+                kept.append((position, r))
                 crops.append(image.crop((r['crop_x1'], r['crop_y1'], r['crop_x2'], r['crop_y2'])))
             if not crops:
                 continue
@@ -355,21 +418,18 @@ class MiningPipeline:
             t0 = time.perf_counter()
             text_emb = self.embedder.encode_texts([t if t.strip() else '(empty)' for t in texts])
             self.timer.add('caption_text_embed', time.perf_counter() - t0, len(texts))
-            table = rows_to_table([dict(crop_id=r['crop_id'], caption=t) for r, t in zip(chunk, texts)], CAPTION_SCHEMA)
-            cache.save(next_index, dict(captions=table), np.asarray(text_emb, np.float32))
-            next_index += 1
-            for r, t, e in zip(chunk, texts, text_emb):
-                done[r['crop_id']] = (t, e)
+            table = pa.table({'crop_id': [r['crop_id'] for _, r in kept], 'caption': texts}, schema=CAPTION_SCHEMA)
+            cache.save_items(shard, [items[p] for p, _ in kept], dict(captions=table), np.asarray(text_emb, np.float32))
+            shard += 1
         bar.close()
 
     # -- stage 6: concepts --------------------------------------------------------------------
     def score(self, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, caption_emb: np.ndarray) -> pa.Table:
         start = time.perf_counter()
         concept_emb = np.asarray(self.embedder.encode_texts(self.vocabulary.prompts()), np.float32)
-        row_of = {cid: i for i, cid in enumerate(crops.column('crop_id').to_pylist())}
         selected = captions if self.captions_on else crops.filter(crops.column('caption_selected'))
-        ids = selected.column('crop_id').to_pylist()
-        rows_idx = np.array([row_of[c] for c in ids], dtype=np.int64)
+        rows_idx = pc.index_in(selected.column('crop_id'), value_set=crops.column('crop_id')).to_numpy()
+        rows_idx = rows_idx.astype(np.int64, copy=False)
         image_emb = embeddings[rows_idx] if len(rows_idx) else np.zeros((0, concept_emb.shape[1]), np.float32)
         if self.captions_on:
             scores, weights, agreement = score_concepts(image_emb, caption_emb, concept_emb, self.weight_text)
@@ -377,19 +437,29 @@ class MiningPipeline:
             # Without a caption the text term has nothing to add: a text weight of 0 (a zero
             # caption embedding is never read) leaves cos(image, concept), whatever weight_text says.
             scores, weights, _ = score_concepts(image_emb, np.zeros_like(image_emb), concept_emb, 0.0)
-            agreement = np.full(len(ids), np.nan, np.float32)
+            agreement = np.full(len(rows_idx), np.nan, np.float32)
         order, values = top_k(scores, int(self.cfg.concepts.get('top_k', 5)))
-        concepts = self.vocabulary.concepts
-        top_names = [[concepts[j] for j in row] for row in order]
-        groups = assign_groups([names[0] for names in top_names], self.vocabulary)
-        meta = crops.take(pa.array(rows_idx)).to_pylist() if len(rows_idx) else []
-        rows = [concept_record(*row) for row in zip(meta, top_names, values, weights, agreement, groups)]
-        self.timer.add('concepts', time.perf_counter() - start, len(rows))
-        return rows_to_table(rows, CONCEPT_SCHEMA)
+        top_names = np.asarray(self.vocabulary.concepts, dtype=object)[order]
+        n, k = order.shape
+        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+        keys = crops.take(pa.array(rows_idx)).select(['crop_id', 'sample_token', 'scene_token', 'camera', 'crop_index'])
+        columns = dict(
+            top_concepts=pa.ListArray.from_arrays(offsets, pa.array(top_names.ravel(), pa.string())),
+            top_scores=pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), pa.float32())),
+            top_concept=pa.array(top_names[:, 0], pa.string()),
+            top_score=pa.array(values[:, 0], pa.float32()),
+            text_weight=pa.array(np.asarray(weights, np.float32)),
+            image_caption_cos=pa.array(np.asarray(agreement, np.float32)),
+            group=pa.array(assign_groups(top_names[:, 0], self.vocabulary), pa.string()),
+        )
+        table = pa.table({**{name: keys.column(name) for name in keys.column_names}, **columns}).cast(CONCEPT_SCHEMA)
+        self.timer.add('concepts', time.perf_counter() - start, n)
+        return table
 
     # -- all stages -----------------------------------------------------------------------------
     def run(self) -> dict:
         os.makedirs(self.work_dir, exist_ok=True)
+        remove_partial_outputs(self.work_dir)
         t0 = time.perf_counter()
         frames = self.frame_source.load(self.data_root, self.ann_file)
         if not frames:

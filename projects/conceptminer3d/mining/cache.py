@@ -92,6 +92,12 @@ ITEM_KEYS = 'keys'  # the table of a shard that names its items
 ITEM_POSITION = 'item_position'
 
 
+def locate(items: Sequence[str], found: Dict[str, Tuple[int, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """(shard, position in the shard) of every item, as two arrays."""
+    located = np.array([found[item] for item in items], dtype=np.int64).reshape(-1, 2)
+    return located[:, 0], located[:, 1]
+
+
 class ItemCache(StageCache):
     """A ``StageCache`` whose shards say which items they hold.
 
@@ -116,8 +122,7 @@ class ItemCache(StageCache):
         """The rows of table ``name`` (one row per item) for ``items``, in that order, and with
         ``with_array`` the arrays' rows too (when the arrays hold one row per item); every item
         must be in ``found`` (``index()``)."""
-        shard_of = np.array([found[item][0] for item in items], dtype=np.int64)
-        position = np.array([found[item][1] for item in items], dtype=np.int64)
+        shard_of, position = locate(items, found)
         parts, out_rows, arrays = [], [], []
         for shard in np.unique(shard_of):
             rows = np.flatnonzero(shard_of == shard)

@@ -23,7 +23,8 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
-from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache
+from .assembly import crops_from_cache, frames_table_from_cache
+from .cache import ITEM_POSITION, ItemCache
 from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
@@ -240,64 +241,11 @@ class MiningPipeline:
             self.timer.add('detect_embed_total', time.perf_counter() - start, len(todo))
             cache.compact(CACHE_SHARD_FRAMES, ('frames', 'crops'))
             found = cache.index()
-        frames_table = self._frames_table(frames, cache, items, found)
-        crops, embeddings = self._gather_crops(cache, items, found)
+        frames_table = frames_table_from_cache(frames, cache, items, found)
+        embeddings_path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
+        crops, embeddings = crops_from_cache(cache, items, found, embeddings_path)
         self._count_skips(frames_table)
         return frames_table, crops, embeddings, cache.key
-
-    def _frames_table(self, frames: List[Frame], cache: ItemCache, items: List[str], found) -> pa.Table:
-        """The cached results of every frame, with its identity columns from this run's frames
-        (the same image may sit under another data root or sample index)."""
-        cached, _ = cache.gather(items, found, 'frames')
-        current = {
-            'frame_id': [f.frame_id for f in frames],
-            'sample_token': [f.sample_token for f in frames],
-            'scene_token': [f.scene_token for f in frames],
-            'sample_idx': [f.sample_idx for f in frames],
-            'camera': [f.camera for f in frames],
-            'img_path': [f.img_path for f in frames],
-            'timestamp': [f.timestamp for f in frames],
-        }
-        columns = [
-            pa.array(current[field.name], field.type) if field.name in current else cached.column(field.name)
-            for field in FRAME_SCHEMA
-        ]
-        return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
-
-    def _gather_crops(self, cache: ItemCache, items: List[str], found):
-        """Every frame's crops in frame order, and their embeddings written straight into a
-        memory-mapped ``.npy`` beside the outputs (moved into place by ``write_mining_tables``):
-        the embeddings of a big run are never concatenated in RAM."""
-        shard_of = np.array([found[item][0] for item in items], dtype=np.int64)
-        position = np.array([found[item][1] for item in items], dtype=np.int64)
-        parts, sources, dim = [], [], None
-        for shard in np.unique(shard_of):
-            frames_here = np.flatnonzero(shard_of == shard)
-            tables, array = cache.load(int(shard), ('crops', ITEM_KEYS), mmap=True)
-            crops = tables['crops']
-            dim = array.shape[1] if array is not None and array.ndim == 2 else dim
-            output_frame = np.full(tables[ITEM_KEYS].num_rows, -1, np.int64)
-            output_frame[position[frames_here]] = frames_here
-            frame_of_row = output_frame[crops.column(ITEM_POSITION).to_numpy()]
-            rows = np.flatnonzero(frame_of_row >= 0)
-            part = crops.take(pa.array(rows)).drop_columns([ITEM_POSITION])
-            parts.append(part.append_column('_frame', pa.array(frame_of_row[rows], pa.int64())))
-            sources.append((int(shard), rows))
-        table = pa.concat_tables(parts)
-        order = pc.sort_indices(table, sort_keys=[('_frame', 'ascending'), ('crop_index', 'ascending')]).to_numpy()
-        crops = table.take(pa.array(order)).drop_columns(['_frame']).cast(CROP_SCHEMA)
-        destination = np.empty(len(order), np.int64)
-        destination[order] = np.arange(len(order))  # row k of the concatenation goes to destination[k]
-        path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
-        embeddings = np.lib.format.open_memmap(path, mode='w+', dtype=np.float32, shape=(len(order), dim or 0))
-        start = 0
-        for shard, rows in sources:
-            if len(rows):
-                _, array = cache.load(shard, (), mmap=True)
-                embeddings[destination[start : start + len(rows)]] = array[rows]
-            start += len(rows)
-        embeddings.flush()
-        return crops, embeddings
 
     def _count_skips(self, frames: pa.Table) -> None:
         """Skips are derived from the frames table, so a resumed or cached run reports the same."""

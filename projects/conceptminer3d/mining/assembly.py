@@ -1,0 +1,81 @@
+"""The detection stage's outputs, assembled from the per-frame results in its cache shards.
+
+A run's frames may be spread over shards written by earlier runs with other batch sizes, and
+a shard may hold frames this run does not ask for; these functions take exactly the asked
+frames, in the asked order, without concatenating the embeddings in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache, locate
+from .contracts import CROP_SCHEMA, FRAME_SCHEMA
+from .frames import Frame
+
+__all__ = ['crops_from_cache', 'frames_table_from_cache']
+
+Found = Dict[str, Tuple[int, int]]
+
+
+def frames_table_from_cache(frames: List[Frame], cache: ItemCache, items: Sequence[str], found: Found) -> pa.Table:
+    """The cached results of every frame (size, status, detection counts), with its identity
+    columns from this run's ``frames``: the same image may sit under another data root or at
+    another sample index than when it was detected."""
+    cached, _ = cache.gather(items, found, 'frames')
+    current = {
+        'frame_id': [f.frame_id for f in frames],
+        'sample_token': [f.sample_token for f in frames],
+        'scene_token': [f.scene_token for f in frames],
+        'sample_idx': [f.sample_idx for f in frames],
+        'camera': [f.camera for f in frames],
+        'img_path': [f.img_path for f in frames],
+        'timestamp': [f.timestamp for f in frames],
+    }
+    columns = [
+        pa.array(current[field.name], field.type) if field.name in current else cached.column(field.name)
+        for field in FRAME_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)
+
+
+def crops_from_cache(cache: ItemCache, items: Sequence[str], found: Found, embeddings_path: str):
+    """Every frame's crops, in frame order (then crop index), and their embeddings written
+    shard by shard into a memory-mapped ``.npy`` at ``embeddings_path``.
+
+    Returns:
+        (crops table, ``np.memmap`` of shape (crops, dim)), row-aligned.
+    """
+    shard_of, position = locate(items, found)
+    parts, sources, dim = [], [], 0
+    for shard in np.unique(shard_of):
+        frames_here = np.flatnonzero(shard_of == shard)
+        tables, array = cache.load(int(shard), ('crops', ITEM_KEYS), mmap=True)
+        crops = tables['crops']
+        dim = array.shape[1] if array is not None and array.ndim == 2 else dim
+        # Output frame of each of the shard's items (-1: not asked for), then of each crop row.
+        output_frame = np.full(tables[ITEM_KEYS].num_rows, -1, np.int64)
+        output_frame[position[frames_here]] = frames_here
+        frame_of_row = output_frame[crops.column(ITEM_POSITION).to_numpy()]
+        rows = np.flatnonzero(frame_of_row >= 0)
+        part = crops.take(pa.array(rows)).drop_columns([ITEM_POSITION])
+        parts.append(part.append_column('_frame', pa.array(frame_of_row[rows], pa.int64())))
+        sources.append((int(shard), rows))
+    table = pa.concat_tables(parts)
+    order = pc.sort_indices(table, sort_keys=[('_frame', 'ascending'), ('crop_index', 'ascending')]).to_numpy()
+    crops = table.take(pa.array(order)).drop_columns(['_frame']).cast(CROP_SCHEMA)
+    destination = np.empty(len(order), np.int64)
+    destination[order] = np.arange(len(order))  # row k of the concatenation goes to destination[k]
+    embeddings = np.lib.format.open_memmap(embeddings_path, mode='w+', dtype=np.float32, shape=(len(order), dim))
+    start = 0
+    for shard, rows in sources:
+        if len(rows):
+            _, array = cache.load(shard, (), mmap=True)
+            embeddings[destination[start : start + len(rows)]] = array[rows]
+        start += len(rows)
+    embeddings.flush()
+    return crops, embeddings

@@ -343,7 +343,7 @@ def test_auto_device_and_per_device_batch_sizes(toy_models):
 def test_result_identity_ignores_how_a_model_runs_and_where_it_lies(toy_models, tmp_path):
     import shutil
 
-    from conceptminer3d.mining.model_loading import result_identity
+    from conceptminer3d.mining.identity import result_identity
 
     moved = shutil.copytree(toy_models['clip'], tmp_path / 'elsewhere' / 'clip')
     base = dict(type='OpenClipEmbedder', model_name=toy_models['clip'], pretrained=None)

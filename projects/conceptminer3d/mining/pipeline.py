@@ -41,8 +41,9 @@ from .contracts import (
     write_mining_tables,
 )
 from .frames import Frame
+from .identity import result_identity
 from .images import cut_crops, decode_image, image_digest, prefetched
-from .model_loading import check_available, result_identity
+from .model_loading import check_available
 from .outlier_scoring import combine_outlier_flags, score_outliers
 from .run_record import StageTimer, package_versions, plain_config
 

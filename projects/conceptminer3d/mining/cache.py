@@ -1,7 +1,7 @@
 """Content-hashed stage cache with per-batch shards, so that runs resume and re-runs reuse.
 
 A stage's key hashes everything its output depends on: the models' identities (weights
-content and options, ``model_loading.result_identity``) and the stage's options, never the
+content and options, ``identity.result_identity``) and the stage's options, never the
 device, batch sizes, precision or how a path is spelled. Each finished batch is written
 atomically as its own shard; a killed run leaves only complete shards behind. Within a
 stage, ``ItemCache`` keys every row by its item (a frame, a crop) and that item's input

@@ -3,7 +3,7 @@
 Every model component takes ``device='auto'`` (CUDA when this process can see a GPU, else the
 CPU), ``dtype='auto'`` (half precision on a GPU, float32 on the CPU) and ``batch_size=None``
 (the component's default for that device). None of them changes which crops are found or
-what they mean, so none of them is part of a cache key (see ``model_loading.result_identity``).
+what they mean, so none of them is part of a cache key (see ``identity.result_identity``).
 """
 
 from __future__ import annotations

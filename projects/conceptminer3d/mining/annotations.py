@@ -42,6 +42,7 @@ from .contracts import (
     MANIFEST_FILE,
     concept_record,
     crop_record,
+    frame_record,
     rows_to_table,
     write_json_atomic,
     write_mining_tables,
@@ -233,22 +234,7 @@ class AnnotationConcepts:
     def _frame(
         self, frame: Frame, info: dict, instances, corners, frame_rows, crop_rows, concept_rows, seen: set
     ) -> None:
-        row = dict(
-            frame_id=frame.frame_id,
-            sample_token=frame.sample_token,
-            scene_token=frame.scene_token,
-            sample_idx=frame.sample_idx,
-            camera=frame.camera,
-            img_path=frame.img_path,
-            timestamp=frame.timestamp,
-            width=0,
-            height=0,
-            status=frame.status,
-            num_detections=0,
-            num_filtered=0,
-            num_too_small=0,
-            num_crops=0,
-        )
+        row = frame_record(frame, frame.status)
         frame_rows.append(row)
         size, status = image_size(frame.img_path) if frame.status == FRAME_STATUS_OK else (None, frame.status)
         row['status'] = status

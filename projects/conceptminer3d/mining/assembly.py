@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache, locate
-from .contracts import CROP_SCHEMA, FRAME_SCHEMA
+from .contracts import CROP_SCHEMA, FRAME_IDENTITY_COLUMNS, FRAME_SCHEMA
 from .frames import Frame
 
 __all__ = ['crops_from_cache', 'frames_table_from_cache']
@@ -27,17 +27,10 @@ def frames_table_from_cache(frames: List[Frame], cache: ItemCache, items: Sequen
     columns from this run's ``frames``: the same image may sit under another data root or at
     another sample index than when it was detected."""
     cached, _ = cache.gather(items, found, 'frames')
-    current = {
-        'frame_id': [f.frame_id for f in frames],
-        'sample_token': [f.sample_token for f in frames],
-        'scene_token': [f.scene_token for f in frames],
-        'sample_idx': [f.sample_idx for f in frames],
-        'camera': [f.camera for f in frames],
-        'img_path': [f.img_path for f in frames],
-        'timestamp': [f.timestamp for f in frames],
-    }
     columns = [
-        pa.array(current[field.name], field.type) if field.name in current else cached.column(field.name)
+        pa.array([getattr(f, field.name) for f in frames], field.type)
+        if field.name in FRAME_IDENTITY_COLUMNS
+        else cached.column(field.name)
         for field in FRAME_SCHEMA
     ]
     return pa.Table.from_arrays(columns, schema=FRAME_SCHEMA)

@@ -141,6 +141,17 @@ def write_mining_tables(
     write_table_atomic(concepts, out(CONCEPTS_FILE))
 
 
+# The frame columns that say which image a row is (the rest are results of processing it).
+FRAME_IDENTITY_COLUMNS = ('frame_id', 'sample_token', 'scene_token', 'sample_idx', 'camera', 'img_path', 'timestamp')
+
+
+def frame_record(frame, status: str) -> Dict:
+    """One ``FRAME_SCHEMA`` row for ``frame`` (anything with the identity columns as
+    attributes), its results zero until the image is processed."""
+    row = {name: getattr(frame, name) for name in FRAME_IDENTITY_COLUMNS}
+    return dict(row, width=0, height=0, status=status, num_detections=0, num_filtered=0, num_too_small=0, num_crops=0)
+
+
 def crop_record(frame, crop_index: int, box, crop_box, label: int, class_name: str, conf: float) -> Dict:
     """One ``CROP_SCHEMA`` row, before the outlier columns.
 

@@ -35,6 +35,7 @@ from .contracts import (
     FRAME_STATUS_OK,
     MANIFEST_FILE,
     crop_record,
+    frame_record,
     remove_partial_outputs,
     rows_to_table,
     write_json_atomic,
@@ -157,22 +158,7 @@ class MiningPipeline:
         frame_rows, crop_rows, crop_images = [], [], []
         det_iter = iter(detections)
         for frame, (image, status) in zip(frames, decoded):
-            row = dict(
-                frame_id=frame.frame_id,
-                sample_token=frame.sample_token,
-                scene_token=frame.scene_token,
-                sample_idx=frame.sample_idx,
-                camera=frame.camera,
-                img_path=frame.img_path,
-                timestamp=frame.timestamp,
-                width=0,
-                height=0,
-                status=status,
-                num_detections=0,
-                num_filtered=0,
-                num_too_small=0,
-                num_crops=0,
-            )
+            row = frame_record(frame, status)
             frame_rows.append(row)
             if image is None:
                 logger.warning('skipping %s image %s', status, frame.img_path)

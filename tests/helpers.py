@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Dict
 
 from mmengine.config import Config
@@ -42,3 +43,48 @@ def toy_train_dataset(toy_world):
         test_mode=False,
         data_prefix=dict(pts='samples/LIDAR_TOP', sweeps='sweeps/LIDAR_TOP', img=''),
     )
+
+
+TOY_TRAIN_ITERS = 6
+
+
+def mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_toy.py'):
+    """The shipped toy config, pointed at the session's world, models and an empty work dir."""
+    root, _ = toy_world
+    cfg = retarget_data_root(Config.fromfile(os.path.join(REPO, 'configs', name)), root)
+    mining_dir = os.path.join(work_dir, 'mining')
+    cfg = replace_path_prefix(cfg, cfg.mining_work_dir, mining_dir)
+    cfg.custom_hooks[0].update(
+        progress=False,
+        cfg_options={
+            'detector.model': toy_models['yolo'],
+            'detector.max_det': 3,
+            'embedder.model_name': toy_models['clip'],
+            'captioner.model': toy_models['qwen2_vl'],
+            'captioner.max_new_tokens': 4,
+            'frames.cameras': ['CAM_FRONT', 'CAM_BACK_LEFT'],
+            'caption_selection.yolo_classes': [],
+        },
+    )
+    cfg.work_dir = os.path.join(work_dir, 'train')
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = TOY_TRAIN_ITERS
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.train_dataloader.num_workers = cfg.val_dataloader.num_workers = 0
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
+    cfg.default_hooks.logger.interval = 1
+    return cfg
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a torchrun rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def torchrun_env() -> dict:
+    """The environment for a tools/*.sh torchrun job in a test: this interpreter, a free port,
+    one thread per rank (two ranks share the machine's cores)."""
+    return dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')

@@ -14,41 +14,12 @@ from mmengine.runner import Runner
 
 from conceptminer3d.subsets import SubsetSpec, subset_paths
 
-from helpers import REPO, TOY_MINING_CONFIG, replace_path_prefix, retarget_data_root
-
-ITERS = 6
+from helpers import REPO, TOY_MINING_CONFIG, TOY_TRAIN_ITERS, mined_toy_cfg
 
 
 def _digest(path):
     with open(path, 'rb') as f:
         return hashlib.sha256(f.read()).hexdigest()
-
-
-def _mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_toy.py'):
-    """The shipped toy config, pointed at the session's world, models and an empty work dir."""
-    root, _ = toy_world
-    cfg = retarget_data_root(Config.fromfile(os.path.join(REPO, 'configs', name)), root)
-    mining_dir = os.path.join(work_dir, 'mining')
-    cfg = replace_path_prefix(cfg, cfg.mining_work_dir, mining_dir)
-    cfg.custom_hooks[0].update(
-        progress=False,
-        cfg_options={
-            'detector.model': toy_models['yolo'],
-            'detector.max_det': 3,
-            'embedder.model_name': toy_models['clip'],
-            'captioner.model': toy_models['qwen2_vl'],
-            'captioner.max_new_tokens': 4,
-            'frames.cameras': ['CAM_FRONT', 'CAM_BACK_LEFT'],
-            'caption_selection.yolo_classes': [],
-        },
-    )
-    cfg.work_dir = os.path.join(work_dir, 'train')
-    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = ITERS
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-    cfg.train_dataloader.num_workers = cfg.val_dataloader.num_workers = 0
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger.interval = 1
-    return cfg
 
 
 def _assert_trains_on_what_its_hook_builds(cfg, dataset):
@@ -109,7 +80,7 @@ def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(to
     root, _ = toy_world
     val = os.path.join(root, 'nuscenes_infos_val.pkl')
     val_before = _digest(val)
-    cfg = _mined_toy_cfg(toy_world, toy_models, str(tmp_path))
+    cfg = mined_toy_cfg(toy_world, toy_models, str(tmp_path))
     subset_pkl, _ = subset_paths(cfg.custom_hooks[0].work_dir, cfg.train_dataloader.dataset.dataset.subset)
     assert subset_pkl.startswith(str(tmp_path)) and not os.path.exists(subset_pkl)
 
@@ -128,7 +99,7 @@ def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(to
     assert type(inner).__name__ == 'SubsetNuScenesDataset' and inner.ann_file == subset_pkl
     assert len(inner) == len(subset)
     losses = runner.message_hub.get_scalar('train/loss').data[0]
-    assert len(losses) == ITERS and all(math.isfinite(x) for x in losses)
+    assert len(losses) == TOY_TRAIN_ITERS and all(math.isfinite(x) for x in losses)
     nds = runner.message_hub.get_scalar('val/NuScenes metric/pred_instances_3d_NuScenes/NDS').current()
     mean_ap = runner.message_hub.get_scalar('val/NuScenes metric/pred_instances_3d_NuScenes/mAP').current()
     assert 0.0 <= nds <= 1.0 and 0.0 <= mean_ap <= 1.0
@@ -136,7 +107,7 @@ def test_mined20_config_mines_builds_subset_and_trains_from_an_empty_work_dir(to
 
 
 def test_rare_sampler_config_builds_the_sampler_from_the_hooks_outputs(toy_world, toy_models, tmp_path):
-    cfg = _mined_toy_cfg(toy_world, toy_models, str(tmp_path), 'centerpoint_mined20_rare_sampler_toy.py')
+    cfg = mined_toy_cfg(toy_world, toy_models, str(tmp_path), 'centerpoint_mined20_rare_sampler_toy.py')
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -203,3 +174,40 @@ def test_bevfusion_mined20_config_and_pickle_keys(toy_world, tmp_path):
             image = info['images'][cam]
             assert {'img_path', 'cam2img', 'lidar2cam'} <= set(image), cam
             assert os.path.exists(os.path.join(root, 'samples', cam, image['img_path']))
+
+
+BEVFUSION_LIDAR_BASE = BEVFUSION_BASE.replace('bevfusion_lidar-cam_', 'bevfusion_lidar_')
+
+
+@pytest.mark.parametrize(
+    'name, subset, loads',
+    [
+        ('bevfusion_lidar_mined20.py', 'random10_target10', None),
+        ('bevfusion_lidar_random20.py', 'random20', None),
+        ('bevfusion_lidar_full.py', None, None),
+        ('bevfusion_mined20.py', 'random10_target10', 'bevfusion_lidar_mined20'),
+        ('bevfusion_random20.py', 'random20', 'bevfusion_lidar_random20'),
+        ('bevfusion_full.py', None, 'bevfusion_lidar_full'),
+    ],
+)
+def test_bevfusion_arms_train_their_subset_from_their_own_lidar_stage(tmp_path, name, subset, loads):
+    """Each lidar-camera arm starts from the lidar-only checkpoint trained on its own train set
+    (never the official one, trained on everything), where tools/train.py writes it."""
+    checkout = tmp_path / 'repo'
+    shutil.copytree(os.path.join(REPO, 'configs'), checkout / 'configs')
+    for base in (BEVFUSION_BASE, BEVFUSION_LIDAR_BASE):
+        (checkout / base).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / base).write_text(BEVFUSION_STAND_IN)
+    cfg = Config.fromfile(str(checkout / 'configs' / name), import_custom_modules=False)
+    dataset = cfg.train_dataloader.dataset.dataset
+    if subset is None:
+        assert dataset.type == 'NuScenesDataset' and 'custom_hooks' not in cfg
+    else:
+        assert dataset.type == 'SubsetNuScenesDataset' and dataset.subset == subset
+        _assert_trains_on_what_its_hook_builds(cfg, dataset)
+    if loads is None:
+        assert cfg.get('load_from') is None
+    else:
+        assert os.path.normpath(cfg.load_from) == str(checkout / 'work_dirs' / loads / 'epoch_20.pth')
+        lidar = Config.fromfile(str(checkout / 'configs' / f'{loads}.py'), import_custom_modules=False)
+        assert lidar.train_dataloader.dataset.dataset.get('subset') == subset

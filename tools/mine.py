@@ -3,6 +3,10 @@ concept groups. Writes frames/crops/captions/concepts.parquet, embeddings.npy an
 manifest.json under --work-dir; re-runs reuse cached stages and resume killed runs.
 
     python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--cfg-options k=v ...]
+
+With several GPUs, run it under torchrun with --launcher pytorch (tools/dist_mine.sh does):
+every rank mines its share of the images, rank 0 runs the global stages and writes the outputs,
+which are the same as one process's.
 """
 
 import argparse
@@ -10,7 +14,7 @@ import json
 import logging
 
 from conceptminer3d.apis import run_mining
-from conceptminer3d.launch import DictAction
+from conceptminer3d.launch import DictAction, init_distributed
 
 
 def parse_args():
@@ -21,12 +25,14 @@ def parse_args():
     p.add_argument('--work-dir', required=True, help='where the tables, cache and manifest go')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     return p.parse_args()
 
 
 def main():
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    init_distributed(args.launcher)
     manifest = run_mining(
         args.config,
         args.data_root,
@@ -35,6 +41,8 @@ def main():
         cfg_options=args.cfg_options,
         progress=not args.no_progress,
     )
+    if manifest is None:  # not rank 0: rank 0 reports for the job
+        return
     print(json.dumps(dict(counts=manifest['counts'], skips=manifest['skips'], stages=manifest['stages']), indent=1))
 
 

@@ -1,6 +1,9 @@
 """Evaluate a checkpoint with mmengine's Runner and the ConceptMiner3D plugin loaded.
 
 python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--cfg-options k=v ...]
+
+Training-only hooks (DataMiningHook) are left out: a mined config evaluates without its mining
+work dir or data root for mining being there.
 """
 
 import argparse
@@ -8,7 +11,7 @@ import argparse
 from mmengine.runner import Runner
 
 import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
-from conceptminer3d.launch import add_run_arguments, load_run_config
+from conceptminer3d.launch import add_run_arguments, drop_train_only_hooks, load_run_config
 
 
 def parse_args():
@@ -20,7 +23,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_run_config(args.config, args.work_dir, args.cfg_options, args.launcher)
+    cfg = drop_train_only_hooks(load_run_config(args.config, args.work_dir, args.cfg_options, args.launcher))
     cfg.load_from = args.checkpoint
     Runner.from_cfg(cfg).test()
 

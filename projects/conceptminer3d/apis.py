@@ -8,18 +8,30 @@ neither package imports the other's entry points or this module.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import logging
 import os
 from typing import Optional
 
 from mmengine.config import Config
 
-from .mining.contracts import MANIFEST_FILE, write_json_atomic
+from .mining.contracts import MANIFEST_FILE, MINING_TABLE_FILES, write_json_atomic
+from .mining.executors import LocalExecutor, build_executor
 from .mining.frames import resolve_ann_file
+from .mining.run_record import run_fingerprint
 from .registry import CONCEPT_SOURCES, build_component
-from .subsets import SubsetSpec, build_subsets
+from .subsets import SUBSET_DIR, SubsetSpec, build_subsets
 
-__all__ = ['build_subsets_from_config', 'load_mining_config', 'run_mining']
+__all__ = [
+    'build_subsets_from_config',
+    'completed_mining',
+    'current_subsets',
+    'load_mining_config',
+    'rebuild_subsets',
+    'run_mining',
+    'subset_spec',
+]
 
 logger = logging.getLogger('conceptminer3d.mining')
 
@@ -41,9 +53,22 @@ def load_mining_config(config, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def subset_spec(cfg: Config) -> SubsetSpec:
+    """The ``SubsetSpec`` of a mining config's ``subsets`` (its other keys, such as
+    ``dbinfos_file``, are not part of the selection)."""
+    fields = {f.name for f in dataclasses.fields(SubsetSpec)}
+    return SubsetSpec(**{k: v for k, v in dict(cfg.subsets).items() if k in fields})
+
+
 def run_mining(
-    config, data_root: str, ann_file: str, work_dir: str, cfg_options: Optional[dict] = None, progress: bool = True
-) -> dict:
+    config,
+    data_root: str,
+    ann_file: str,
+    work_dir: str,
+    cfg_options: Optional[dict] = None,
+    progress: bool = True,
+    executor: Optional[LocalExecutor] = None,
+) -> Optional[dict]:
     """Run the config's concept source, then build the subsets if the config asks for them.
 
     The concept source (``CONCEPT_SOURCES``) is the config's ``concept_source``, built with the
@@ -58,18 +83,27 @@ def run_mining(
         work_dir (str): where the tables, the cache, the manifest and ``subsets/`` go.
         cfg_options (dict, optional): see ``load_mining_config``.
         progress (bool): show progress bars.
+        executor (LocalExecutor, optional): how the per-image stages are scheduled; default:
+            across the ranks of an initialised ``torch.distributed`` job, else in this process.
 
     Returns:
         dict: the manifest, also written to ``work_dir/manifest.json``; with a ``subsets``
-        entry when the config has ``subsets`` settings.
+        entry when the config has ``subsets`` settings. None on every rank but rank 0.
     """
     cfg = load_mining_config(config, cfg_options)
+    executor = executor or build_executor(work_dir)
     source = build_component(
         CONCEPT_SOURCES,
         cfg.get('concept_source') or dict(type='MiningPipeline'),
-        default_args=dict(cfg=cfg, data_root=data_root, ann_file=ann_file, work_dir=work_dir, progress=progress),
+        default_args=dict(
+            cfg=cfg, data_root=data_root, ann_file=ann_file, work_dir=work_dir, progress=progress, executor=executor
+        ),
     )
     manifest = source.run()
+    if manifest is None:  # a helper rank: rank 0 runs the global stages and writes everything
+        return None
+    manifest['fingerprint'] = run_fingerprint(cfg, resolve_ann_file(data_root, ann_file))
+    write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
     if cfg.get('subsets'):
         manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
         write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
@@ -89,12 +123,55 @@ def build_subsets_from_config(cfg: Config, data_root: str, ann_file: str, work_d
     Returns:
         dict: the subset summary, without the list of selected samples.
     """
-    settings = dict(cfg.subsets)
-    dbinfos = os.path.join(data_root, settings.pop('dbinfos_file', 'nuscenes_dbinfos_train.pkl'))
+    dbinfos = os.path.join(data_root, cfg.subsets.get('dbinfos_file', 'nuscenes_dbinfos_train.pkl'))
     if not os.path.isfile(dbinfos):
         logger.warning('no GT database at %s: subsets get no dbinfos', dbinfos)
         dbinfos = None
-    summary = build_subsets(
-        work_dir, resolve_ann_file(data_root, ann_file), SubsetSpec(**settings), dbinfos_pkl=dbinfos
-    )
+    summary = build_subsets(work_dir, resolve_ann_file(data_root, ann_file), subset_spec(cfg), dbinfos_pkl=dbinfos)
     return {k: v for k, v in summary.items() if k != 'selected'}
+
+
+def completed_mining(config, data_root: str, ann_file: str, work_dir: str) -> Optional[dict]:
+    """The manifest of a finished run in ``work_dir`` that the config would reproduce (same
+    fingerprint, ``run_record.run_fingerprint``, and every table on disk), else None. Loads
+    no model and reads no table."""
+    cfg = load_mining_config(config)
+    path = os.path.join(work_dir, MANIFEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get('fingerprint') != run_fingerprint(cfg, resolve_ann_file(data_root, ann_file)):
+        return None
+    if not all(os.path.isfile(os.path.join(work_dir, name)) for name in MINING_TABLE_FILES):
+        return None
+    return manifest
+
+
+def current_subsets(config, data_root: str, ann_file: str, work_dir: str) -> Optional[dict]:
+    """The subset summary in ``work_dir``'s manifest when it was built with the config's
+    ``subsets`` settings from the same train pickle and its files are all there, else None."""
+    cfg = load_mining_config(config)
+    path = os.path.join(work_dir, MANIFEST_FILE)
+    if not (cfg.get('subsets') and os.path.isfile(path)):
+        return None
+    with open(path) as f:
+        subsets = json.load(f).get('subsets') or {}
+    if subsets.get('spec') != dataclasses.asdict(subset_spec(cfg)):
+        return None
+    if subsets.get('inputs', {}).get('train_pkl') != os.path.abspath(resolve_ann_file(data_root, ann_file)):
+        return None
+    outputs = [os.path.join(work_dir, SUBSET_DIR, name) for name in subsets.get('outputs', {}).values()]
+    return subsets if outputs and all(map(os.path.isfile, outputs)) else None
+
+
+def rebuild_subsets(config, data_root: str, ann_file: str, work_dir: str) -> dict:
+    """Build the config's subsets from the finished run in ``work_dir`` (no model is loaded)
+    and record them in its manifest, as ``run_mining`` does after mining."""
+    cfg = load_mining_config(config)
+    path = os.path.join(work_dir, MANIFEST_FILE)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
+    write_json_atomic(manifest, path)
+    return manifest['subsets']

@@ -41,3 +41,37 @@ def load_run_config(
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def drop_train_only_hooks(cfg: Config) -> Config:
+    """Leave out the custom hooks whose class says ``train_only`` (``DataMiningHook``): mmengine
+    builds custom hooks for ``Runner.test()`` too, and evaluating a checkpoint must not mine."""
+    from mmdet3d.registry import HOOKS
+
+    def train_only(hook) -> bool:
+        hook_type = hook['type'] if isinstance(hook, dict) else type(hook)
+        hook_class = HOOKS.get(hook_type) if isinstance(hook_type, str) else hook_type
+        return bool(getattr(hook_class, 'train_only', False))
+
+    cfg.custom_hooks = [hook for hook in cfg.get('custom_hooks') or [] if not train_only(hook)]
+    return cfg
+
+
+def init_distributed(launcher: str) -> None:
+    """Join the job a launcher started: NCCL on GPUs (through mmengine's ``init_dist``), gloo on
+    CPU-only machines under torchrun (mmengine's ``init_dist`` selects a CUDA device even then,
+    and fails without one)."""
+    import torch
+
+    if launcher == 'none':
+        return
+    if torch.cuda.is_available():
+        from mmengine.dist import init_dist
+
+        init_dist(launcher, backend='nccl')
+    elif launcher == 'pytorch':
+        import torch.distributed as dist
+
+        dist.init_process_group('gloo')  # torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR/PORT
+    else:
+        raise RuntimeError(f'--launcher {launcher} needs GPUs here; on CPUs use torchrun (--launcher pytorch)')

@@ -1,32 +1,63 @@
-"""DataMiningHook: mine the train pickle and build the subset pickles a config trains on.
+"""DataMiningHook: make sure the mining outputs and subset pickles a config trains on exist.
 
 mmengine's order decides where the work happens. ``Runner.__init__`` builds the hooks;
 ``Runner.train()`` then builds the train loop — and with it the dataset, which reads its
 ``ann_file`` — and only *then* calls ``before_run``. A hook that wrote the subset pickle in
-``before_run``/``before_train`` would be too late on a fresh work dir. So this hook mines
-and builds the subsets when it is constructed (inside ``Runner.__init__``, before any
-dataset exists): rank 0 does the work, the other ranks wait at a barrier. It is cheap to
-repeat: mining stages are cached and the subset pickles are rewritten byte-identically.
+``before_run``/``before_train`` would be too late on a fresh work dir. So this hook does its
+work when it is constructed (inside ``Runner.__init__``, before any dataset exists):
 
-Optionally it re-mines every ``remine_interval`` epochs (off by default): mining is re-run
-(cached stages are reused, so only new frames cost time), the subsets are rebuilt with
-seed ``seed + epoch``, and the train dataset reloads its pickle for the next epoch. Sample
-mode keeps the subset size constant, so the loop's length does not change.
+- finished mining outputs for the same config and info pickle (``apis.completed_mining``) are
+  reused without loading a model; subset pickles are only rebuilt when their settings changed;
+- in a single-process job, anything missing is mined here;
+- in a multi-process job, missing mining outputs stop every rank at once with the
+  ``tools/dist_mine.sh`` command that mines them with all GPUs. No rank ever waits inside a
+  collective (NCCL's time out after 10 minutes): ranks that wait for rank 0 to write subset
+  pickles watch the manifest on the file system.
+
+``tools/test.py`` drops this hook (``train_only``): evaluating a checkpoint mines nothing.
+
+Optionally it re-mines every ``remine_interval`` epochs (off by default): the same steps
+again (an info pickle that changed since is mined anew, reusing every cached frame; an
+unchanged one is reused as it is), the subsets are rebuilt with seed ``seed + epoch``, the
+train dataset reloads its pickle and ``RareConceptSampler`` its weights for the next epoch.
+Sample mode keeps the subset size constant, so the loop's length does not change. It needs an
+epoch-based loop and an unwrapped train dataset (no CBGS); anything else is refused before the
+first iteration.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from typing import Optional
 
 from mmdet3d.registry import HOOKS
-from mmengine.dist import barrier, get_dist_info
+from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
+from mmengine.runner import EpochBasedTrainLoop
 
-from ..apis import load_mining_config, run_mining
+from ..apis import completed_mining, current_subsets, load_mining_config, rebuild_subsets, run_mining
+from ..mining.executors import wait_for
 from ..subsets import SUBSET_DIR, SubsetSpec
+
+
+class MiningNotDoneError(RuntimeError):
+    """A multi-process training job found no finished mining outputs: mine first."""
+
+
+def dist_mine_command(config: str, data_root: str, ann_file: str, work_dir: str, gpus: int, cfg_options=None) -> str:
+    """The ``tools/dist_mine.sh`` command line that mines what the hook would have mined."""
+    words = ['bash', 'tools/dist_mine.sh', config, str(gpus), '--data-root', data_root]
+    words += ['--ann-file', ann_file, '--work-dir', work_dir]
+    if cfg_options:
+        words.append('--cfg-options')
+        for key, value in cfg_options.items():
+            if isinstance(value, (list, tuple)):
+                value = '[' + ','.join(map(str, value)) + ']'
+            words.append(f'{key}={value}')
+    return ' '.join(map(shlex.quote, words))
 
 
 @HOOKS.register_module()
@@ -53,6 +84,7 @@ class DataMiningHook(Hook):
     """
 
     priority = 'VERY_HIGH'
+    train_only = True  # tools/test.py leaves it out
 
     def __init__(
         self,
@@ -76,6 +108,7 @@ class DataMiningHook(Hook):
         )
         if remine_interval and spec.unit != 'sample':
             raise ValueError('re-mining needs unit="sample": whole-scene subsets change size between rounds')
+        self.mining_config, self.cfg_options = mining_config, cfg_options
         self.data_root, self.ann_file, self.work_dir = data_root, ann_file, work_dir
         self.remine_interval = int(remine_interval)
         self.progress = progress
@@ -83,31 +116,68 @@ class DataMiningHook(Hook):
         # The train dataset reads the subset pickle before `before_run`: write it now.
         self.summary = self.mine_and_build_subsets(self.base_seed)
 
-    def mine_and_build_subsets(self, seed: int) -> Optional[dict]:
+    def mine_and_build_subsets(self, seed: int) -> dict:
+        """Reuse, mine (one process) or refuse (several; see the module docstring), then make
+        sure the subsets of ``seed`` are on disk."""
         self.cfg.subsets.seed = seed
-        summary = None
-        rank, _ = get_dist_info()
-        if rank == 0:
-            manifest = run_mining(self.cfg, self.data_root, self.ann_file, self.work_dir, progress=self.progress)
-            summary = manifest['subsets']
-            print_log(
-                f"DataMiningHook: {summary['num_selected']} of {summary['num_train_samples']} train samples "
-                f"selected {summary['reasons']} under {os.path.join(self.work_dir, SUBSET_DIR)}",
-                logger='current',
-            )
-        barrier()
+        paths = (self.data_root, self.ann_file, self.work_dir)
+        rank, world_size = get_dist_info()
+        if completed_mining(self.cfg, *paths) is None:
+            if world_size > 1:
+                command = dist_mine_command(self.mining_config, *paths, gpus=world_size, cfg_options=self.cfg_options)
+                raise MiningNotDoneError(
+                    f'DataMiningHook: no finished mining outputs for this config in {self.work_dir}. '
+                    f'A {world_size}-process job does not mine inside training; mine first with\n  {command}\n'
+                    'then start training again (the hook then reuses the outputs).'
+                )
+            summary = run_mining(self.cfg, *paths, progress=self.progress)['subsets']
+            action = 'mined'
+        elif (summary := current_subsets(self.cfg, *paths)) is not None:
+            action = 'reused'
+        elif rank == 0:
+            summary, action = rebuild_subsets(self.cfg, *paths), 'built from the finished mining outputs'
+        else:
+            wait_for(lambda: current_subsets(self.cfg, *paths) is not None, 'rank 0 to write the subset pickles')
+            summary, action = current_subsets(self.cfg, *paths), 'written by rank 0'
+        print_log(
+            f"DataMiningHook ({action}): {summary['num_selected']} of {summary['num_train_samples']} train "
+            f"samples selected {summary['reasons']} under {os.path.join(self.work_dir, SUBSET_DIR)}",
+            logger='current',
+        )
         return summary
+
+    def before_train(self, runner) -> None:
+        if not self.remine_interval:
+            return
+        # Refused now, not skipped at the first re-mining hours later.
+        if not isinstance(runner.train_loop, EpochBasedTrainLoop):
+            raise ValueError(
+                f'DataMiningHook: remine_interval counts epochs; {type(runner.train_loop).__name__} has none'
+            )
+        dataset = runner.train_dataloader.dataset
+        if not hasattr(dataset, 'full_init') or hasattr(dataset, 'dataset'):
+            raise ValueError(
+                f'DataMiningHook: re-mining reloads the train dataset, which {type(dataset).__name__} wraps '
+                '(CBGS expands it once); train the mined subset without the wrapper, e.g. with RareConceptSampler '
+                '(configs/centerpoint_mined20_rare_sampler.py)'
+            )
 
     def after_train_epoch(self, runner) -> None:
         if not self.remine_interval or (runner.epoch + 1) % self.remine_interval:
             return
-        dataset = runner.train_dataloader.dataset
-        if not hasattr(dataset, 'full_init') or hasattr(dataset, 'dataset'):
-            runner.logger.warning('DataMiningHook: re-mining needs an unwrapped train dataset (no CBGS); skipped')
-            return
         self.summary = self.mine_and_build_subsets(self.base_seed + runner.epoch + 1)
+        loader = runner.train_dataloader
+        dataset = loader.dataset
         size = len(dataset)
         dataset._fully_initialized = False
         dataset.full_init()
         if len(dataset) != size:
             raise RuntimeError(f're-mined subset has {len(dataset)} samples, the loop was built for {size}')
+        if hasattr(loader.sampler, 'reload_weights'):  # RareConceptSampler: weights of the new samples
+            loader.sampler.reload_weights()
+        # Persistent workers hold their own copy of the dataset: without new workers the next
+        # epoch would still read the old subset (torch keeps them in the loader's `_iterator`).
+        iterator = getattr(loader, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+            loader._iterator = None

@@ -47,6 +47,7 @@ from .contracts import (
     write_json_atomic,
     write_mining_tables,
 )
+from .executors import LocalExecutor
 from .frames import Frame, load_info_pickle, resolve_ann_file
 from .run_record import StageTimer, package_versions, plain_config
 
@@ -178,6 +179,8 @@ class AnnotationConcepts:
         ann_file (str): v2 info pickle, absolute or relative to ``data_root``.
         work_dir (str): where the tables and ``manifest.json`` go.
         progress (bool): show a progress bar.
+        executor (LocalExecutor, optional): under a ``DistributedExecutor`` rank 0 does
+            everything (there is no model work to share) and the other ranks return None.
         class_to_concept (dict, optional): 3D class name → vocabulary concept, for classes
             whose concept has another name; the others are named by their class.
         valid_only (bool): keep only instances with ``bbox_3d_isvalid`` (lidar or radar
@@ -193,11 +196,13 @@ class AnnotationConcepts:
         ann_file: str,
         work_dir: str,
         progress: bool = True,
+        executor: Optional[LocalExecutor] = None,
         class_to_concept: Optional[Dict[str, str]] = None,
         valid_only: bool = False,
         near: float = 0.1,
     ):
         self.cfg = cfg
+        self.executor = executor or LocalExecutor()
         self.data_root, self.ann_file, self.work_dir = data_root, ann_file, work_dir
         self.progress = progress
         self.vocabulary = ConceptVocabulary(**plain_config(cfg.concepts.vocabulary))
@@ -264,7 +269,9 @@ class AnnotationConcepts:
             crop_rows.append(crop_record(frame, index, box, crop_box, label, class_name, 1.0))
             concept_rows.append(concept_record(crop_rows[-1], [concept], [1.0], float('nan'), float('nan'), None))
 
-    def run(self) -> dict:
+    def run(self) -> Optional[dict]:
+        if not self.executor.is_main:  # no per-image model work to share: rank 0 does it all
+            return None
         os.makedirs(self.work_dir, exist_ok=True)
         t0 = time.perf_counter()
         frames = self.frame_source.load(self.data_root, self.ann_file)

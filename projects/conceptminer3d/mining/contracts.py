@@ -42,6 +42,8 @@ CAPTIONS_FILE = 'captions.parquet'
 CONCEPTS_FILE = 'concepts.parquet'
 EMBEDDINGS_FILE = 'embeddings.npy'
 MANIFEST_FILE = 'manifest.json'
+# What ``write_mining_tables`` writes; the manifest, written last, says they are complete.
+MINING_TABLE_FILES = (FRAMES_FILE, CROPS_FILE, EMBEDDINGS_FILE, CAPTIONS_FILE, CONCEPTS_FILE)
 
 FRAME_STATUS_OK, FRAME_STATUS_MISSING, FRAME_STATUS_CORRUPT = 'ok', 'missing', 'corrupt'
 GROUP_TARGET, GROUP_RARE, GROUP_COMMON = 'Target', 'Rare', 'Common'

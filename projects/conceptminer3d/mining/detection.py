@@ -54,9 +54,9 @@ def keep_torch_threads(num_threads: Optional[int] = None) -> Iterator[None]:
 
 
 def _ultralytics_device(device: torch.device) -> str:
-    # ultralytics spells a GPU by its index ('0'); a bare 'cuda' means the first one.
+    # ultralytics spells a GPU by its index ('0'); a bare 'cuda' means the current one.
     if device.type == 'cuda':
-        return str(device.index or 0)
+        return str(torch.cuda.current_device() if device.index is None else device.index)
     return device.type
 
 
@@ -149,7 +149,7 @@ class YoloDetector:
             max_det=self.max_det,
             imgsz=self.imgsz,
             device=_ultralytics_device(self.device),
-            half=self.half,
+            quantize=16 if self.half else None,  # 'half' is deprecated since ultralytics 8.4
             classes=self.classes,
             batch=len(images_bgr),
             verbose=False,

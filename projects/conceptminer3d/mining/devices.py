@@ -19,11 +19,15 @@ RUNTIME_ARGS = frozenset({'device', 'dtype', 'batch_size', 'num_threads', 'allow
 
 
 def resolve_device(device: Union[str, torch.device, None] = 'auto') -> torch.device:
-    """``'auto'`` (or None): the first CUDA device when one is visible, else the CPU."""
+    """``'auto'`` (or None): this process's current CUDA device when one is visible (under
+    torchrun, the rank's own GPU: ``mmengine.dist.init_dist`` selects ``LOCAL_RANK``), else
+    the CPU. A bare ``'cuda'`` means the current device too."""
     if isinstance(device, torch.device):
         return device
     if device in (None, 'auto'):
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cuda' and torch.cuda.is_available():
+        return torch.device('cuda', torch.cuda.current_device())
     resolved = torch.device(device)
     if resolved.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r}: this process sees no CUDA device; use device='auto' or 'cpu'")

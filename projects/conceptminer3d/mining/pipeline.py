@@ -2,9 +2,14 @@
 captions → concept groups, each stage a config-built component.
 
 Per-image stages (detection, embedding, captioning) are independent per frame and cached
-per frame / crop (``cache.ItemCache``), so a killed run resumes and a re-run with only a new vocabulary or
-threshold reuses them. Global stages (outliers, concepts) are pure functions of the
-gathered tables and always recomputed: they take seconds.
+per frame / crop (``cache.ItemCache``), so a killed run resumes and a re-run with only a new
+vocabulary or threshold reuses them. Global stages (outliers, concepts) are pure functions of
+the gathered tables and always recomputed: they take seconds.
+
+An executor (``executors``) schedules the per-image stages: every batch in this process, or
+batch ``k`` on rank ``k % world_size`` of a torchrun job, with the global stages on rank 0
+once every rank's shards are written. A batch's cache shard is named by its number, so the
+outputs are the same, byte for byte, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +46,7 @@ from .contracts import (
     write_json_atomic,
     write_mining_tables,
 )
+from .executors import LocalExecutor
 from .frames import Frame
 from .identity import result_identity
 from .images import cut_crops, decode_image, image_digest, prefetched
@@ -78,10 +84,22 @@ class MiningPipeline:
         ann_file (str): v2 info pickle, absolute or relative to ``data_root``.
         work_dir (str): where the tables, ``manifest.json`` and ``cache/`` go.
         progress (bool): show progress bars.
+        executor (LocalExecutor, optional): schedules the per-image stages; default: all in
+            this process. With a ``DistributedExecutor`` every rank calls ``run``, and only
+            rank 0 gets the manifest (the other ranks get None).
     """
 
-    def __init__(self, cfg: Config, data_root: str, ann_file: str, work_dir: str, progress: bool = True):
+    def __init__(
+        self,
+        cfg: Config,
+        data_root: str,
+        ann_file: str,
+        work_dir: str,
+        progress: bool = True,
+        executor: Optional[LocalExecutor] = None,
+    ):
         self.cfg = cfg
+        self.executor = executor or LocalExecutor()
         self.data_root, self.ann_file, self.work_dir = data_root, ann_file, work_dir
         self.progress = progress
         self.timer = StageTimer()
@@ -196,38 +214,53 @@ class MiningPipeline:
 
     def detect_and_embed(self, frames: List[Frame]):
         """Detections, crops and embeddings of every frame: cached per frame (by its id and image
-        content), computed for the frames no shard holds, in batches of ``frame_batch_size``."""
+        content), computed for the frames no shard holds, in batches of ``frame_batch_size``.
+        Returns None on every rank but the main one."""
         cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'detect_embed', self._detection_payload())
-        items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
+
+        def plan():
+            items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
+            found = cache.index()
+            return items, [i for i, item in enumerate(items) if item not in found], cache.next_index()
+
+        # Rank 0 reads the images' identities and the cache once, before any rank writes a shard.
+        items, todo, first_shard = self.executor.share('detect_plan', plan)
         self._image_digests = {f.frame_id: item.rsplit('@', 1)[1] for f, item in zip(frames, items)}
-        found = cache.index()
-        todo = [i for i, item in enumerate(items) if item not in found]
         self.cache_stats['detect_embed'] = dict(
             key=cache.key, reused_frames=len(frames) - len(todo), computed_frames=len(todo)
         )
-        if todo:
+        batch_size = int(self.cfg.frame_batch_size)
+        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        mine = list(self.executor.assign(len(batches)))
+        if mine:
             self.detector  # noqa: B018  (ultralytics lowers torch's thread count when it loads)
             self.threads = self._set_threads()
             start = time.perf_counter()
-            batch_size = int(self.cfg.frame_batch_size)
-            batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-            bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not self.progress)
+            # Rank 0's bar stands for the job: every rank gets about the same share.
+            show = self.progress and self.executor.is_main
+            bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not show)
             bar.update(len(frames) - len(todo))
-            shard = cache.next_index()
-            for positions, decoded in zip(batches, prefetched([[frames[i] for i in b] for b in batches])):
+            work = [batches[k] for k in mine]
+            for k, positions, decoded in zip(mine, work, prefetched([[frames[i] for i in b] for b in work])):
                 frame_table, crop_table, embeddings = self._process_batch([frames[i] for i in positions], decoded)
                 # Which of the shard's items (frames) each crop row belongs to.
                 owner = np.repeat(np.arange(len(positions)), frame_table.column('num_crops').to_numpy())
                 crop_table = crop_table.append_column(ITEM_POSITION, pa.array(owner, pa.int64()))
                 cache.save_items(
-                    shard, [items[i] for i in positions], dict(frames=frame_table, crops=crop_table), embeddings
+                    first_shard + k,
+                    [items[i] for i in positions],
+                    dict(frames=frame_table, crops=crop_table),
+                    embeddings,
                 )
-                shard += 1
-                bar.update(len(positions))
+                bar.update(len(positions) * self.executor.world_size)
             bar.close()
-            self.timer.add('detect_embed_total', time.perf_counter() - start, len(todo))
+            self.timer.add('detect_embed_total', time.perf_counter() - start, sum(map(len, work)))
+        self.executor.finish('detect_embed')
+        if not self.executor.is_main:
+            return None
+        if todo:
             cache.compact(CACHE_SHARD_FRAMES, ('frames', 'crops'))
-            found = cache.index()
+        found = cache.index()
         frames_table = frames_table_from_cache(frames, cache, items, found)
         embeddings_path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
         crops, embeddings = crops_from_cache(cache, items, found, embeddings_path)
@@ -288,9 +321,11 @@ class MiningPipeline:
         return crops
 
     # -- stage 5: captions for the selected crops ------------------------------------------
-    def caption(self, crops: pa.Table, detection_key: str) -> tuple:
+    def caption(self, crops: Optional[pa.Table], detection_key: str) -> tuple:
         """Captions (and their text embeddings) of the caption-selected crops, cached per crop
-        (by its id and its image's identity) and computed for the crops no shard holds."""
+        (by its id and its image's identity) and computed for the crops no shard holds.
+        ``crops`` (with ``caption_selected``) is given on the main rank only; the other ranks
+        caption their share of what it selects and get None back."""
         if not self.captions_on:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, 0), np.float32)
         payload = dict(
@@ -299,42 +334,59 @@ class MiningPipeline:
             embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
         )
         cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'captions', payload)
-        selected = crops.filter(crops.column('caption_selected'))
-        frame_ids = pc.binary_join_element_wise(selected.column('sample_token'), selected.column('camera'), '/')
-        items = [
-            f'{crop}@{self._image_digests[frame]}'
-            for crop, frame in zip(selected.column('crop_id').to_pylist(), frame_ids.to_pylist())
-        ]
-        found = cache.index()
-        missing = [i for i, item in enumerate(items) if item not in found]
-        self.cache_stats['captions'] = dict(
-            key=cache.key, reused_crops=len(items) - len(missing), computed_crops=len(missing)
-        )
-        if missing:
-            self._set_threads()
-            self._caption_missing(selected.take(pa.array(missing, pa.int64())), [items[i] for i in missing], cache)
-            cache.compact(CACHE_SHARD_CROPS, ('captions',))
+        selected_items: List[str] = []
+
+        def plan():
+            selected = crops.filter(crops.column('caption_selected'))
+            frame_ids = pc.binary_join_element_wise(selected.column('sample_token'), selected.column('camera'), '/')
+            selected_items.extend(
+                f'{crop}@{self._image_digests[frame]}'
+                for crop, frame in zip(selected.column('crop_id').to_pylist(), frame_ids.to_pylist())
+            )
             found = cache.index()
-        done = [item for item in items if item in found]  # a crop whose image broke since is a skip
+            missing = [i for i, item in enumerate(selected_items) if item not in found]
+            todo = selected.take(pa.array(missing, pa.int64())).select(
+                ['crop_id', 'sample_token', 'camera', 'crop_index', 'crop_x1', 'crop_y1', 'crop_x2', 'crop_y2']
+            )
+            # Sorted by frame, so that a batch decodes each of its images once.
+            order = pc.sort_indices(
+                todo, sort_keys=[('sample_token', 'ascending'), ('camera', 'ascending'), ('crop_index', 'ascending')]
+            )
+            todo_items = [selected_items[missing[i]] for i in order.to_pylist()]
+            return todo.take(order), todo_items, cache.next_index(), len(selected_items)
+
+        todo, todo_items, first_shard, num_selected = self.executor.share('caption_plan', plan)
+        self.cache_stats['captions'] = dict(
+            key=cache.key, reused_crops=num_selected - len(todo_items), computed_crops=len(todo_items)
+        )
+        if todo_items:
+            self._caption_missing(todo, todo_items, cache, first_shard)
+        self.executor.finish('captions')
+        if not self.executor.is_main:
+            return None
+        if todo_items:
+            cache.compact(CACHE_SHARD_CROPS, ('captions',))
+        found = cache.index()
+        done = [item for item in selected_items if item in found]  # a crop whose image broke since is a skip
         if not done:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, self.embedder.embedding_dim), np.float32)
         captions, caption_emb = cache.gather(done, found, 'captions', with_array=True)
         return captions.cast(CAPTION_SCHEMA), caption_emb.astype(np.float32, copy=False)
 
-    def _caption_missing(self, todo: pa.Table, items: List[str], cache: ItemCache) -> None:
-        """Caption in batches of crops sorted by frame, so each image is decoded once; one cache
-        shard per captioner batch (compacted afterwards), so a killed run loses one batch at most."""
+    def _caption_missing(self, todo: pa.Table, items: List[str], cache: ItemCache, first_shard: int) -> None:
+        """Caption this process's batches of ``todo`` (sorted by frame); batch ``j`` is cache
+        shard ``first_shard + j`` (compacted afterwards), so a killed run loses one batch at most."""
         batch_size = self.captioner.batch_size  # the captioner class owns its default
-        order = pc.sort_indices(
-            todo, sort_keys=[('sample_token', 'ascending'), ('camera', 'ascending'), ('crop_index', 'ascending')]
-        ).to_numpy()
-        shard = cache.next_index()
+        self._set_threads()
+        num_batches = -(-todo.num_rows // batch_size)
+        mine = list(self.executor.assign(num_batches))
         frame_key, image = None, None
-        bar = tqdm(total=len(order), desc='captions', unit='crop', disable=not self.progress)
-        for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
-            batch = todo.take(pa.array(positions)).to_pylist()
-            bar.update(len(batch))
+        show = self.progress and self.executor.is_main
+        bar = tqdm(total=todo.num_rows, desc='captions', unit='crop', disable=not show)
+        for j in mine:
+            positions = range(j * batch_size, min((j + 1) * batch_size, todo.num_rows))
+            batch = todo.slice(positions.start, len(positions)).to_pylist()
+            bar.update(len(batch) * self.executor.world_size)
             kept, crops = [], []
             for position, r in zip(positions, batch):
                 if (r['sample_token'], r['camera']) != frame_key:
@@ -354,8 +406,9 @@ class MiningPipeline:
             text_emb = self.embedder.encode_texts([t if t.strip() else '(empty)' for t in texts])
             self.timer.add('caption_text_embed', time.perf_counter() - t0, len(texts))
             table = pa.table({'crop_id': [r['crop_id'] for _, r in kept], 'caption': texts}, schema=CAPTION_SCHEMA)
-            cache.save_items(shard, [items[p] for p, _ in kept], dict(captions=table), np.asarray(text_emb, np.float32))
-            shard += 1
+            cache.save_items(
+                first_shard + j, [items[p] for p, _ in kept], dict(captions=table), np.asarray(text_emb, np.float32)
+            )
         bar.close()
 
     # -- stage 6: concepts --------------------------------------------------------------------
@@ -394,7 +447,8 @@ class MiningPipeline:
     # -- all stages -----------------------------------------------------------------------------
     def run(self) -> dict:
         os.makedirs(self.work_dir, exist_ok=True)
-        remove_partial_outputs(self.work_dir)
+        if self.executor.is_main:  # the other ranks write only complete cache shards
+            remove_partial_outputs(self.work_dir)
         t0 = time.perf_counter()
         frames = self.frame_source.load(self.data_root, self.ann_file)
         if not frames:
@@ -404,12 +458,17 @@ class MiningPipeline:
         self._frame_paths = {(f.sample_token, f.camera): f.img_path for f in frames}
         self.threads = int(torch.get_num_threads())
 
-        frames_table, crops, embeddings, detection_key = self.detect_and_embed(frames)
+        detected = self.detect_and_embed(frames)
+        if not self.executor.is_main:
+            self.caption(None, self.cache_stats['detect_embed']['key'])  # this rank's share of the captions
+            return None
+        frames_table, crops, embeddings, detection_key = detected
         crops = self.find_outliers(crops, embeddings)
         captions, caption_emb = self.caption(crops, detection_key)
         concepts = self.score(crops, embeddings, captions, caption_emb)
 
         write_mining_tables(self.work_dir, frames_table, crops, embeddings, captions, concepts)
+        self.executor.close()
         self.timer.add('total', time.perf_counter() - t0, len(frames))
         manifest = self._manifest(frames_table, crops, embeddings, captions, concepts)
         write_json_atomic(manifest, os.path.join(self.work_dir, MANIFEST_FILE))

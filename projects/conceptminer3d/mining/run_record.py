@@ -1,13 +1,18 @@
-"""What every concept source records about a run: stage timings, package versions, its config."""
+"""What every concept source records about a run: stage timings, package versions, its config,
+and the fingerprint that says whether a finished run can be reused."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import platform
 from collections import defaultdict
 from typing import Dict
 
 from mmengine.config import Config, ConfigDict
+
+from .devices import RUNTIME_ARGS
 
 
 class StageTimer:
@@ -54,3 +59,27 @@ def package_versions() -> Dict[str, str]:
 
 def plain_config(cfg) -> dict:
     return cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
+
+
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_fingerprint(cfg, ann_file_path: str) -> str:
+    """What a run's tables depend on, cheap to recompute: the mining config without its
+    runtime settings (devices, batch sizes, threads) and subset settings, and the
+    info pickle's content. Equal fingerprints let a caller reuse a finished run without
+    loading a model; the images are taken as unchanged (``tools/mine.py`` re-checks them)."""
+    config = plain_config(cfg)
+    config.pop('subsets', None)
+    for key in ('num_threads', 'frame_batch_size', 'decode_workers'):
+        config.pop(key, None)
+    for component in ('detector', 'embedder', 'captioner'):
+        if isinstance(config.get(component), dict):
+            config[component] = {k: v for k, v in config[component].items() if k not in RUNTIME_ARGS}
+    blob = json.dumps(dict(config=config, ann_file=file_sha256(ann_file_path)), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -77,13 +77,20 @@ class RareConceptSampler(Sampler):
         self.rank, self.world_size = get_dist_info()
         self.seed = sync_random_seed() if seed is None else int(seed)
         self.epoch = 0
-        by_token = sample_weights_from_concepts(concepts_file, group_weights)
-        tokens = [dataset.get_data_info(i)['token'] for i in range(len(dataset))]
-        self.weights = torch.tensor([by_token.get(t, default_weight) for t in tokens], dtype=torch.double)
-        self.num_mined = sum(t in by_token for t in tokens)
+        self.dataset, self.concepts_file = dataset, concepts_file
+        self.group_weights, self.default_weight = group_weights, default_weight
+        self.reload_weights()
         total = int(num_samples or len(dataset))
         self.num_samples = math.ceil(total / self.world_size)  # per rank
         self.total_size = self.num_samples * self.world_size
+
+    def reload_weights(self) -> None:
+        """Weights for the dataset's current samples from the current mining outputs: after
+        ``DataMiningHook`` re-mined and the dataset reloaded its pickle."""
+        by_token = sample_weights_from_concepts(self.concepts_file, self.group_weights)
+        tokens = [self.dataset.get_data_info(i)['token'] for i in range(len(self.dataset))]
+        self.weights = torch.tensor([by_token.get(t, self.default_weight) for t in tokens], dtype=torch.double)
+        self.num_mined = sum(t in by_token for t in tokens)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator()

@@ -1,0 +1,181 @@
+"""DataMiningHook's life in a training job: reuse, multi-process start-up, test mode, re-mining."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.runner import Runner
+
+from conceptminer3d.hooks import DataMiningHook
+from conceptminer3d.launch import drop_train_only_hooks
+from conceptminer3d.mining import MiningPipeline
+from conceptminer3d.samplers.rare_concept_sampler import sample_weights_from_concepts
+from conceptminer3d.subsets import subset_paths
+
+from helpers import REPO, free_port, mined_toy_cfg, torchrun_env
+
+_HOOK_UNDER_TORCHRUN = """
+import sys
+from conceptminer3d.launch import init_distributed
+init_distributed('pytorch')
+from conceptminer3d.hooks import DataMiningHook
+from conceptminer3d.hooks.data_mining_hook import MiningNotDoneError
+config, root, work_dir, seed = sys.argv[1:5]
+try:
+    hook = DataMiningHook(
+        mining_config=config, data_root=root, work_dir=work_dir, subsets=dict(seed=int(seed)), progress=False
+    )
+except MiningNotDoneError as error:
+    print(error, file=sys.stderr)
+    sys.exit(3)
+print('selected', hook.summary['num_selected'], hook.summary['spec']['seed'])
+"""
+
+
+def _run(args):
+    return subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=torchrun_env(), timeout=900)
+
+
+@pytest.fixture
+def hook_mining_config(mining_cfg, tmp_path):
+    """A mining config file with subsets, two cameras of the toy models (quick to mine)."""
+    mining_cfg.frames.cameras = ['CAM_FRONT', 'CAM_BACK']
+    mining_cfg.num_threads = 1
+    path = str(tmp_path / 'mining_cfg.py')
+    mining_cfg.dump(path)
+    return path
+
+
+def test_two_ranks_stop_at_once_with_the_command_that_mines_then_reuse_its_outputs(
+    toy_world, hook_mining_config, tmp_path
+):
+    """Fresh mining dir, 2 gloo ranks: every rank stops before any work with the exact
+    tools/dist_mine.sh command; once that command ran, the same job starts and reuses."""
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'mining')
+    script = tmp_path / 'hook_under_torchrun.py'
+    script.write_text(_HOOK_UNDER_TORCHRUN)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
+    hook_job = [str(script), hook_mining_config, root, work_dir, '0']
+
+    refused = _run([*torchrun, '--master_port', str(free_port()), *hook_job])
+    assert refused.returncode != 0
+    assert refused.stderr.count('mine first with') == 2, refused.stderr[-3000:]  # both ranks say it
+    (command,) = {line.strip() for line in refused.stderr.splitlines() if 'tools/dist_mine.sh' in line}
+    assert command.startswith(f'bash tools/dist_mine.sh {hook_mining_config} 2 --data-root {root}')
+    assert not os.path.exists(os.path.join(work_dir, 'cache')), 'nothing was mined inside training'
+
+    mined = _run(command.split())
+    assert mined.returncode == 0, mined.stderr[-3000:]
+    embeddings = os.path.join(work_dir, 'embeddings.npy')
+    stamp = os.stat(embeddings).st_mtime_ns
+
+    started = _run([*torchrun, '--master_port', str(free_port()), *hook_job])
+    assert started.returncode == 0, started.stderr[-3000:]
+    lines = [line for line in started.stdout.splitlines() if line.startswith('selected')]
+    assert len(lines) == 2 and lines[0] == lines[1], started.stdout  # both ranks: the same subset
+    assert os.stat(embeddings).st_mtime_ns == stamp, 'finished outputs are reused, not rewritten'
+
+    # Other subset settings: rank 0 rebuilds the pickles, rank 1 waits for them on the file system.
+    reseeded = _run([*torchrun, '--master_port', str(free_port()), *hook_job[:-1], '5'])
+    assert reseeded.returncode == 0, reseeded.stderr[-3000:]
+    lines = [line for line in reseeded.stdout.splitlines() if line.startswith('selected')]
+    assert len(lines) == 2 and lines[0] == lines[1] and lines[0].endswith(' 5'), reseeded.stdout
+    assert os.stat(embeddings).st_mtime_ns == stamp
+
+
+def test_finished_outputs_are_reused_without_a_model_or_a_rewrite(toy_world, hook_mining_config, tmp_path, monkeypatch):
+    root, _ = toy_world
+    work_dir = str(tmp_path / 'mining')
+    first = DataMiningHook(mining_config=hook_mining_config, data_root=root, work_dir=work_dir, progress=False)
+    subset_pkl, dbinfos_pkl = subset_paths(work_dir, 'random10_target10')
+    outputs = [os.path.join(work_dir, 'embeddings.npy'), os.path.join(work_dir, 'manifest.json'), subset_pkl]
+    stamps = [os.stat(path).st_mtime_ns for path in outputs]
+
+    def no_mining(self):
+        raise AssertionError('the pipeline ran on finished outputs')
+
+    monkeypatch.setattr(MiningPipeline, 'run', no_mining)
+    again = DataMiningHook(mining_config=hook_mining_config, data_root=root, work_dir=work_dir, progress=False)
+    assert again.summary == first.summary
+    assert [os.stat(path).st_mtime_ns for path in outputs] == stamps
+
+    # Another seed: the subsets are rebuilt from the tables, still without a model.
+    other = DataMiningHook(
+        mining_config=hook_mining_config, data_root=root, work_dir=work_dir, subsets=dict(seed=7), progress=False
+    )
+    assert other.summary['spec']['seed'] == 7
+    assert os.stat(outputs[0]).st_mtime_ns == stamps[0]
+
+    # A changed mining setting is not the same run: it mines (here: the patched pipeline).
+    with pytest.raises(AssertionError, match='pipeline ran'):
+        DataMiningHook(
+            mining_config=hook_mining_config,
+            data_root=root,
+            work_dir=work_dir,
+            cfg_options={'outliers.contamination': 0.2},
+            progress=False,
+        )
+
+
+def test_test_tool_leaves_the_mining_hook_out(toy_world, toy_models, tmp_path):
+    """tools/test.py on a mined config with no mining outputs anywhere: the hook is left out,
+    nothing is mined, and the checkpoint's model is evaluated on the val split."""
+    cfg = drop_train_only_hooks(mined_toy_cfg(toy_world, toy_models, str(tmp_path)))
+    assert cfg.custom_hooks == []
+    cfg.test_dataloader.num_workers = 0
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    assert 0.0 <= metrics['NuScenes metric/pred_instances_3d_NuScenes/mAP'] <= 1.0
+    assert not os.path.exists(os.path.join(tmp_path, 'mining')), 'nothing was mined'
+    with open(os.path.join(REPO, 'tools', 'test.py')) as f:
+        assert 'drop_train_only_hooks(' in f.read()
+
+
+def _epoch_cfg(cfg, epochs=2):
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=100)
+    cfg.custom_hooks[0].remine_interval = 1
+    return cfg
+
+
+def test_remining_every_epoch_reloads_the_subset_and_the_sampler_weights(toy_world, toy_models, tmp_path):
+    cfg = _epoch_cfg(mined_toy_cfg(toy_world, toy_models, str(tmp_path), 'centerpoint_mined20_rare_sampler_toy.py'))
+    runner = Runner.from_cfg(cfg)
+    subset_pkl, _ = subset_paths(cfg.custom_hooks[0].work_dir, 'random10_target10')
+
+    def tokens():
+        with open(subset_pkl, 'rb') as f:
+            return [info['token'] for info in pickle.load(f)['data_list']]
+
+    first = tokens()
+    runner.train()
+    last = tokens()
+    assert last != first, 'the subset of seed + 2 is another draw'
+    dataset, sampler = runner.train_dataloader.dataset, runner.train_dataloader.sampler
+    assert [dataset.get_data_info(i)['token'] for i in range(len(dataset))] == last
+    by_token = sample_weights_from_concepts(os.path.join(dataset.mining_dir, 'concepts.parquet'), sampler.group_weights)
+    expected = torch.tensor([by_token.get(t, sampler.default_weight) for t in last], dtype=torch.double)
+    assert torch.equal(sampler.weights, expected)
+    (hook,) = (h for h in runner._hooks if isinstance(h, DataMiningHook))
+    assert hook.summary['spec']['seed'] == 2  # base seed 0, re-mined after epochs 1 and 2
+
+
+@pytest.mark.parametrize(
+    'name, epochs, match',
+    [('centerpoint_mined20_toy.py', 2, 'CBGS'), ('centerpoint_mined20_rare_sampler_toy.py', None, 'epochs')],
+)
+def test_remining_that_cannot_work_fails_before_the_first_iteration(
+    toy_world, toy_models, tmp_path, name, epochs, match
+):
+    cfg = mined_toy_cfg(toy_world, toy_models, str(tmp_path), name)
+    if epochs:
+        cfg = _epoch_cfg(cfg, epochs)
+    else:
+        cfg.custom_hooks[0].remine_interval = 1  # on the toy configs' iteration-based loop
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match=match):
+        runner.train()
+    assert runner.iter == 0

@@ -11,7 +11,7 @@ DATA := data/toy_nuscenes# the toy configs' data_root
 WORK := work_dirs# the *_toy configs read their mining outputs from work_dirs/mining_toy
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint benchmark clean
+.PHONY: setup browser demo test lint benchmark clean
 
 setup: $(SETUP_STAMP)
 
@@ -53,7 +53,13 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: setup lint
+# The report tests render pages in a real browser: Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ echo ">>> Installing Debian's chromium for the report tests"; \
+		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup lint browser
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 clean:

@@ -1,6 +1,7 @@
 """Mine an info pickle: frames → 2D boxes → crops → CLIP embeddings → outliers → captions →
 concept groups. Writes frames/crops/captions/concepts.parquet, embeddings.npy and
-manifest.json under --work-dir; re-runs reuse cached stages and resume killed runs.
+manifest.json and the HTML report (report/index.html) under --work-dir; re-runs reuse cached
+stages and resume killed runs.
 
     python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--cfg-options k=v ...]
 
@@ -15,6 +16,7 @@ import logging
 
 from conceptminer3d.apis import run_mining
 from conceptminer3d.launch import DictAction, init_distributed
+from conceptminer3d.report import build_report
 
 
 def parse_args():
@@ -25,6 +27,7 @@ def parse_args():
     p.add_argument('--work-dir', required=True, help='where the tables, cache and manifest go')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
+    p.add_argument('--no-report', action='store_true', help='do not write WORK_DIR/report/ (tools/report.py can later)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     return p.parse_args()
 
@@ -43,6 +46,11 @@ def main():
     )
     if manifest is None:  # not rank 0: rank 0 reports for the job
         return
+    if not args.no_report:
+        report = build_report(args.work_dir, progress=not args.no_progress)
+        logging.getLogger('conceptminer3d').info(
+            'report: %s (%s MB, %s s)', report['path'], report['megabytes'], report['seconds']
+        )
     print(json.dumps(dict(counts=manifest['counts'], skips=manifest['skips'], stages=manifest['stages']), indent=1))
 
 

@@ -3,7 +3,8 @@
 cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
 frames = dict(type='InfoPickleFrames', cameras=cameras,
               data_prefix={cam: f'samples/{cam}' for cam in cameras})
-frame_batch_size = 16  # images decoded and handed to the detector at a time (and per cache write)
+frame_batch_size = None  # images handed to the detector at a time (and per cache write); None: its batch size, >= 16
+decode_workers = None  # threads decoding JPEGs ahead of the models; None: half the cores, 1 to 8
 num_threads = None  # torch intra-op threads; None = all cores (restored after YOLO lowers it)
 
 # Every model runs on device='auto' (the GPU when there is one, else the CPU) with dtype='auto'

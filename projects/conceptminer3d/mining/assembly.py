@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache, locate
-from .contracts import CROP_SCHEMA, FRAME_IDENTITY_COLUMNS, FRAME_SCHEMA
+from .contracts import CROP_SCHEMA, FRAME_IDENTITY_COLUMNS, FRAME_SCHEMA, FRAME_STATUS_OK
 from .frames import Frame
 
 __all__ = ['crops_from_cache', 'frames_table_from_cache']
@@ -72,3 +72,20 @@ def crops_from_cache(cache: ItemCache, items: Sequence[str], found: Found, embed
         start += len(rows)
     embeddings.flush()
     return crops, embeddings
+
+
+def frame_skips(frames: pa.Table) -> Dict[str, int]:
+    """What the per-image stage skipped, counted from the frames table (so a resumed or cached
+    run reports what an uninterrupted one does): images by status, frames without detections,
+    crops too small or of a filtered class."""
+    status = frames.column('status')
+    skips = {
+        f'images_{entry["values"]}': entry['counts']
+        for entry in pc.value_counts(status).to_pylist()
+        if entry['values'] != FRAME_STATUS_OK
+    }
+    no_detections = pc.and_(pc.equal(status, FRAME_STATUS_OK), pc.equal(frames.column('num_detections'), 0))
+    skips['frames_without_detections'] = int(pc.sum(no_detections).as_py() or 0)
+    skips['crops_too_small'] = int(pc.sum(frames.column('num_too_small')).as_py() or 0)
+    skips['crops_filtered_by_class'] = int(pc.sum(frames.column('num_filtered')).as_py() or 0)
+    return skips

@@ -123,6 +123,26 @@ def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
     return f'{sample_token}/{camera}/{crop_index}'
 
 
+def concept_table(keys: pa.Table, top_names, top_scores, text_weight, image_caption_cos, groups) -> pa.Table:
+    """The concept table of scored crops: ``keys`` (their crop rows, for the key columns), the
+    (n, k) arrays of top concept names and scores, best first, and per crop its text weight,
+    image-caption cosine and group."""
+    n, k = np.shape(top_scores)
+    offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
+    top_names, top_scores = np.asarray(top_names, dtype=object), np.asarray(top_scores, np.float32)
+    columns = {name: keys.column(name) for name in ('crop_id', 'sample_token', 'scene_token', 'camera', 'crop_index')}
+    columns.update(
+        top_concepts=pa.ListArray.from_arrays(offsets, pa.array(top_names.ravel(), pa.string())),
+        top_scores=pa.ListArray.from_arrays(offsets, pa.array(top_scores.ravel(), pa.float32())),
+        top_concept=pa.array(top_names[:, 0] if k else [], pa.string()),
+        top_score=pa.array(top_scores[:, 0] if k else [], pa.float32()),
+        text_weight=pa.array(np.asarray(text_weight, np.float32)),
+        image_caption_cos=pa.array(np.asarray(image_caption_cos, np.float32)),
+        group=pa.array(list(groups), pa.string()),
+    )
+    return pa.table(columns).cast(CONCEPT_SCHEMA)
+
+
 def write_mining_tables(
     work_dir: str, frames: pa.Table, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, concepts: pa.Table
 ) -> None:

@@ -7,18 +7,26 @@ Config example::
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Union
+import logging
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torchvision.transforms import CenterCrop, Normalize, Resize, ToTensor
 
 from ..registry import EMBEDDERS
 from .devices import batch_size_for, resolve_device, resolve_dtype
 from .model_loading import resolve_open_clip_model
 
 __all__ = ['OpenClipEmbedder']
+
+logger = logging.getLogger('conceptminer3d.mining')
+
+
+def _is_mode_conversion(step) -> bool:
+    return type(step).__name__ == 'MaybeConvertMode'  # open_clip's: a no-op on tensors
 
 
 @EMBEDDERS.register_module()
@@ -37,6 +45,12 @@ class OpenClipEmbedder:
         dtype: ``'auto'`` (half precision on a GPU, float32 on the CPU; see
             ``devices.resolve_dtype``) or a torch dtype name. Embeddings are returned as
             float32 whatever the model computes in.
+        crop_preprocessing: how ``encode_regions`` prepares crops. ``'tensor'``: cut from the
+            decoded image and resized as tensors on ``device`` (each image uploaded once;
+            resize, crop and normalisation as open_clip's transform does them, with torch's
+            antialiased interpolation instead of PIL's). ``'pil'``: each crop through
+            open_clip's PIL transform, as ``encode_images`` does. The two give embeddings that
+            agree to about 1e-2 in cosine, so the choice is part of the cache key.
         allow_download: fetch missing weights from the hub.
         cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
     """
@@ -50,10 +64,15 @@ class OpenClipEmbedder:
         batch_size: Optional[int] = None,
         device: str = 'auto',
         dtype: Union[str, torch.dtype] = 'auto',
+        crop_preprocessing: str = 'tensor',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
     ):
         import open_clip
+
+        if crop_preprocessing not in ('tensor', 'pil'):
+            raise ValueError(f"crop_preprocessing must be 'tensor' or 'pil', got {crop_preprocessing!r}")
+        self.crop_preprocessing = crop_preprocessing
 
         source = resolve_open_clip_model(
             model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
@@ -66,6 +85,20 @@ class OpenClipEmbedder:
         )
         self.model = model.to(self.dtype).eval()
         self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
+        # torchvision's Resize and CenterCrop take tensors as they take PIL images; Normalize
+        # needs floats in [0, 1], which ToTensor makes from a PIL image.
+        self._geometry = [
+            t for t in preprocess.transforms if not isinstance(t, (Normalize, ToTensor)) and not _is_mode_conversion(t)
+        ]
+        if crop_preprocessing == 'tensor' and not all(isinstance(t, (Resize, CenterCrop)) for t in self._geometry):
+            # open_clip's own steps ('longest' / non-square resize modes) read PIL sizes only.
+            logger.warning(
+                '%s: its transform %s needs PIL images; crops are preprocessed with PIL', model_name, preprocess
+            )
+            self.crop_preprocessing = 'pil'
+        (normalize,) = [t for t in preprocess.transforms if isinstance(t, Normalize)]
+        self._mean = torch.tensor(normalize.mean, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(normalize.std, device=self.device).view(3, 1, 1)
         self.tokenizer = open_clip.get_tokenizer(source.model_name)
         # Architectures keep their output width in different places (text_projection,
         # visual.output_dim, a timm head): one tiny text pass asks the model itself.
@@ -99,6 +132,31 @@ class OpenClipEmbedder:
                 [self.preprocess(image.convert('RGB')) for image in images[start : start + self.batch_size]]
             )
             features = self.model.encode_image(pixels.to(self.device, self.dtype))
+            chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
+        return self._concat(chunks)
+
+    @torch.inference_mode()
+    def encode_regions(
+        self, images: Sequence[np.ndarray], regions: Sequence[Tuple[int, Tuple[int, int, int, int]]]
+    ) -> np.ndarray:
+        """Embeddings of image regions: ``regions[i] = (image index, (x1, y1, x2, y2))`` into
+        ``images`` (RGB ``uint8`` arrays (H, W, 3)). With ``crop_preprocessing='tensor'`` each
+        image is uploaded to the device once and its crops are cut, resized and normalised
+        there; returns (len(regions), embedding_dim) float32, unit L2 norm."""
+        if self.crop_preprocessing == 'pil':
+            return self.encode_images([Image.fromarray(images[i]).crop(box) for i, box in regions])
+        on_device = {}
+        chunks: List[np.ndarray] = []
+        for start in range(0, len(regions), self.batch_size):
+            pixels = []
+            for i, (x1, y1, x2, y2) in regions[start : start + self.batch_size]:
+                if i not in on_device:
+                    on_device[i] = torch.from_numpy(np.ascontiguousarray(images[i])).to(self.device).permute(2, 0, 1)
+                crop = on_device[i][:, y1:y2, x1:x2]
+                for step in self._geometry:
+                    crop = step(crop)
+                pixels.append((crop.float().div_(255) - self._mean) / self._std)
+            features = self.model.encode_image(torch.stack(pixels).to(self.dtype))
             chunks.append(F.normalize(features.float(), dim=-1).cpu().numpy())
         return self._concat(chunks)
 

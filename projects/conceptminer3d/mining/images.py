@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Collection, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Collection, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -50,19 +52,37 @@ def image_digest(frame: Frame) -> str:
     return f'{size}:{hashlib.blake2b(head, digest_size=12).hexdigest()}'
 
 
-def decode_batch(frames: Sequence[Frame]) -> List[Tuple[Optional[Image.Image], str]]:
-    return [decode_image(f.img_path) if f.status == FRAME_STATUS_OK else (None, f.status) for f in frames]
+def decode_array(frame: Frame) -> Tuple[Optional[np.ndarray], str]:
+    """(RGB ``uint8`` array (H, W, 3), status) of a frame's image; see ``decode_image``."""
+    if frame.status != FRAME_STATUS_OK:
+        return None, frame.status
+    image, status = decode_image(frame.img_path)
+    return (None if image is None else np.array(image)), status  # writable: torch takes it as is
 
 
-def prefetched(batches: Sequence[Sequence[Frame]]) -> Iterator[List[Tuple[Optional[Image.Image], str]]]:
-    """Decode batch i+1 in a background thread while the models work on batch i
-    (PIL's JPEG decoder releases the GIL)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Optional[Future] = pool.submit(decode_batch, batches[0]) if batches else None
+def decode_batch(frames: Sequence[Frame]) -> List[Tuple[Optional[np.ndarray], str]]:
+    return [decode_array(f) for f in frames]
+
+
+def default_decode_workers() -> int:
+    """Threads decoding JPEGs ahead of the models: half the cores (the models' threads and the
+    main thread need the rest), at least 1 and at most 8."""
+    return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def prefetched(
+    batches: Sequence[Sequence[Frame]], workers: Optional[int] = None
+) -> Iterator[List[Tuple[Optional[np.ndarray], str]]]:
+    """The decoded images of each batch, in order, decoded by ``workers`` threads (default:
+    ``default_decode_workers``) while the models work: up to two batches ahead, so that a GPU
+    never waits for a JPEG. PIL's decoder releases the GIL, so threads decode in parallel."""
+    workers = workers or default_decode_workers()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: Deque[List[Future]] = deque()
         for i in range(len(batches)):
-            current = pending.result()
-            pending = pool.submit(decode_batch, batches[i + 1]) if i + 1 < len(batches) else None
-            yield current
+            while len(pending) < 3 and i + len(pending) < len(batches):
+                pending.append([pool.submit(decode_array, f) for f in batches[i + len(pending)]])
+            yield [future.result() for future in pending.popleft()]
 
 
 def padded_crop_box(box_xyxy: np.ndarray, padding: float, width: int, height: int) -> Tuple[int, int, int, int]:
@@ -78,13 +98,13 @@ def padded_crop_box(box_xyxy: np.ndarray, padding: float, width: int, height: in
 
 
 class Crop(NamedTuple):
-    """One detection cut out of its image."""
+    """One detection's region of its image (the pixels stay in the image: the embedder cuts
+    them, on its device)."""
 
     index: int  # the detection's rank by score in its image: the crop index of its crop id
     detection: int  # its row in the image's ``Detections``
     class_name: str
-    box: Tuple[int, int, int, int]  # the padded, clipped box that was cut (pixels)
-    image: Image.Image
+    box: Tuple[int, int, int, int]  # the padded, clipped box (pixels, x1 y1 x2 y2)
 
 
 class FrameCrops(NamedTuple):
@@ -96,20 +116,20 @@ class FrameCrops(NamedTuple):
 
 
 def cut_crops(
-    image: Image.Image,
+    image_size: Tuple[int, int],
     detections: Detections,
     class_names: Dict[int, str],
     padding: float,
     min_size: int,
     keep_classes: Optional[Collection[str]] = None,
 ) -> FrameCrops:
-    """Cut the crops the mining pipeline embeds, in descending score order.
+    """The crops the mining pipeline embeds, in descending score order.
 
     Skipped detections keep their rank, so a crop's ``index`` (and its crop id) does not
     depend on the class filter or the size limit.
 
     Args:
-        image (PIL.Image.Image): the RGB image the detections are in.
+        image_size (tuple): (width, height) of the image the detections are in.
         detections (Detections): its boxes, in its pixels.
         class_names (dict): label → name, the detector's ``class_names``.
         padding (float): grow each box by this fraction of its size on each side.
@@ -124,9 +144,9 @@ def cut_crops(
         if keep_classes and class_name not in keep_classes:
             num_filtered += 1
             continue
-        box = padded_crop_box(detections.boxes_xyxy[k], padding, image.width, image.height)
+        box = padded_crop_box(detections.boxes_xyxy[k], padding, *image_size)
         if min(box[2] - box[0], box[3] - box[1]) < min_size:
             num_too_small += 1
             continue
-        crops.append(Crop(index, int(k), class_name, box, image.crop(box)))
+        crops.append(Crop(index, int(k), class_name, box))
     return FrameCrops(crops, num_filtered, num_too_small)

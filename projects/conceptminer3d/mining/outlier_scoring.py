@@ -3,6 +3,7 @@
 :func:`score_outliers` fits, scores and flags in one pass per detector; the mining pipeline
 and the outlier benchmark both run it, so the benchmark times what the pipeline does.
 :func:`combine_outlier_flags` merges the detectors' flags (``union`` or majority ``vote``).
+:func:`score_outlier_groups` scores groups of rows (all crops, or each YOLO class) apart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.base import OutlierMixin
 
-__all__ = ['combine_outlier_flags', 'score_outliers']
+__all__ = ['combine_outlier_flags', 'score_outlier_groups', 'score_outliers']
 
 
 def score_outliers(
@@ -91,3 +92,34 @@ def combine_outlier_flags(
     if isinstance(min_votes, bool) or not isinstance(min_votes, numbers.Integral) or not 1 <= min_votes <= n_detectors:
         raise ValueError(f'min_votes must be an integer in [1, {n_detectors}], got {min_votes!r}')
     return stacked.sum(axis=0) >= min_votes
+
+
+def score_outlier_groups(
+    detectors: Mapping[str, OutlierMixin], embeddings, groups: Mapping[str, np.ndarray], min_rows: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
+    """``score_outliers`` on each group of rows apart (rows never scored keep score 0, no flag).
+
+    Args:
+        detectors (Mapping[str, estimator]): as for :func:`score_outliers`.
+        embeddings (array-like): (n_samples, n_features); a group of every row is scored in
+            place (a copy would double the memory).
+        groups (Mapping[str, ndarray]): group name -> row indices.
+        min_rows (int): groups with fewer rows are not scored.
+
+    Returns:
+        tuple: name -> float32 scores and name -> boolean flags over all rows, and the names
+        of the groups too small to score.
+    """
+    n = len(embeddings)
+    scores = {name: np.zeros(n, np.float32) for name in detectors}
+    flags = {name: np.zeros(n, bool) for name in detectors}
+    too_small = []
+    for group, idx in groups.items():
+        if len(idx) < min_rows:
+            too_small.append(group)
+            continue
+        group_scores, group_flags = score_outliers(detectors, embeddings if len(idx) == n else embeddings[idx])
+        for name in detectors:
+            scores[name][idx] = group_scores[name]
+            flags[name][idx] = group_flags[name]
+    return scores, flags, too_small

@@ -28,17 +28,16 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
-from .assembly import crops_from_cache, frames_table_from_cache
+from .assembly import crops_from_cache, frame_skips, frames_table_from_cache
 from .cache import ITEM_POSITION, ItemCache
 from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
-    CONCEPT_SCHEMA,
     CROP_SCHEMA,
     EMBEDDINGS_FILE,
     FRAME_SCHEMA,
-    FRAME_STATUS_OK,
     MANIFEST_FILE,
+    concept_table,
     crop_record,
     frame_record,
     remove_partial_outputs,
@@ -51,7 +50,7 @@ from .frames import Frame
 from .identity import result_identity
 from .images import cut_crops, decode_image, image_digest, prefetched
 from .model_loading import check_available
-from .outlier_scoring import combine_outlier_flags, score_outliers
+from .outlier_scoring import combine_outlier_flags, score_outlier_groups
 from .run_record import StageTimer, package_versions, plain_config
 
 logger = logging.getLogger('conceptminer3d.mining')
@@ -75,11 +74,12 @@ class MiningPipeline:
     Args:
         cfg (Config): a mining config (``configs/mining/default.py`` has every key):
             ``frames``, ``detector``, ``embedder``, ``captioner`` (component configs),
-            ``frame_batch_size``, ``crops``, ``outliers``, ``caption_selection``, ``concepts``
-            and ``num_threads``. ``captioner=None`` turns captions off: no captioner is
-            checked or built, ``captions.parquet`` is empty, and the caption-selected crops
-            are scored on their image embedding alone (text weight 0, ``image_caption_cos``
-            NaN).
+            ``frame_batch_size`` (None: the detector's batch size, at least 16),
+            ``decode_workers`` (None: ``images.default_decode_workers``), ``crops``,
+            ``outliers``, ``caption_selection``, ``concepts`` and ``num_threads``.
+            ``captioner=None`` turns captions off: no captioner is checked or built,
+            ``captions.parquet`` is empty, and the caption-selected crops are scored on their
+            image embedding alone (text weight 0, ``image_caption_cos`` NaN).
         data_root (str): dataset root; image paths are resolved under it.
         ann_file (str): v2 info pickle, absolute or relative to ``data_root``.
         work_dir (str): where the tables, ``manifest.json`` and ``cache/`` go.
@@ -170,22 +170,23 @@ class MiningPipeline:
         keep_classes = set(crops_cfg.get('yolo_classes') or [])
         images = [img for img, _ in decoded if img is not None]
         start = time.perf_counter()
-        detections = self.detector.detect([np.asarray(img) for img in images]) if images else []
+        detections = self.detector.detect(images) if images else []
         self.timer.add('detect', time.perf_counter() - start, len(images))
         names = self.detector.class_names
-        frame_rows, crop_rows, crop_images = [], [], []
-        det_iter = iter(detections)
+        frame_rows, crop_rows, regions = [], [], []
+        det_iter = iter(enumerate(detections))
         for frame, (image, status) in zip(frames, decoded):
             row = frame_record(frame, status)
             frame_rows.append(row)
             if image is None:
                 logger.warning('skipping %s image %s', status, frame.img_path)
                 continue
-            det = next(det_iter)
-            cut = cut_crops(image, det, names, crops_cfg.padding, crops_cfg.min_size, keep_classes)
+            position, det = next(det_iter)
+            height, width = image.shape[:2]
+            cut = cut_crops((width, height), det, names, crops_cfg.padding, crops_cfg.min_size, keep_classes)
             row.update(
-                width=image.width,
-                height=image.height,
+                width=width,
+                height=height,
                 num_detections=len(det),
                 num_filtered=cut.num_filtered,
                 num_too_small=cut.num_too_small,
@@ -198,14 +199,14 @@ class MiningPipeline:
                         frame, crop.index, det.boxes_xyxy[k], crop.box, det.labels[k], crop.class_name, det.scores[k]
                     )
                 )
-                crop_images.append(crop.image)
+                regions.append((position, crop.box))
         start = time.perf_counter()
         embeddings = (
-            self.embedder.encode_images(crop_images)
-            if crop_images
+            self.embedder.encode_regions(images, regions)
+            if regions
             else np.zeros((0, self.embedder.embedding_dim), np.float32)
         )
-        self.timer.add('embed', time.perf_counter() - start, len(crop_images))
+        self.timer.add('embed', time.perf_counter() - start, len(regions))
         return (
             rows_to_table(frame_rows, FRAME_SCHEMA),
             rows_to_table(crop_rows, CROP_SCHEMA),
@@ -229,7 +230,9 @@ class MiningPipeline:
         self.cache_stats['detect_embed'] = dict(
             key=cache.key, reused_frames=len(frames) - len(todo), computed_frames=len(todo)
         )
-        batch_size = int(self.cfg.frame_batch_size)
+        # The detector's batch on a GPU (64) would starve if frames came 16 at a time.
+        batch_size = int(self.cfg.get('frame_batch_size') or max(16, self.detector.batch_size)) if todo else 1
+        self.frame_batch_size = batch_size
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         mine = list(self.executor.assign(len(batches)))
         if mine:
@@ -241,7 +244,8 @@ class MiningPipeline:
             bar = tqdm(total=len(frames), desc='detect + embed', unit='img', disable=not show)
             bar.update(len(frames) - len(todo))
             work = [batches[k] for k in mine]
-            for k, positions, decoded in zip(mine, work, prefetched([[frames[i] for i in b] for b in work])):
+            decoding = prefetched([[frames[i] for i in b] for b in work], self.cfg.get('decode_workers'))
+            for k, positions, decoded in zip(mine, work, decoding):
                 frame_table, crop_table, embeddings = self._process_batch([frames[i] for i in positions], decoded)
                 # Which of the shard's items (frames) each crop row belongs to.
                 owner = np.repeat(np.arange(len(positions)), frame_table.column('num_crops').to_numpy())
@@ -264,27 +268,13 @@ class MiningPipeline:
         frames_table = frames_table_from_cache(frames, cache, items, found)
         embeddings_path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
         crops, embeddings = crops_from_cache(cache, items, found, embeddings_path)
-        self._count_skips(frames_table)
+        self.skips.update(frame_skips(frames_table))  # from the table: a cached run reports the same
         return frames_table, crops, embeddings, cache.key
-
-    def _count_skips(self, frames: pa.Table) -> None:
-        """Skips are derived from the frames table, so a resumed or cached run reports the same."""
-        status = frames.column('status')
-        for entry in pc.value_counts(status).to_pylist():
-            if entry['values'] != FRAME_STATUS_OK:
-                self.skips[f'images_{entry["values"]}'] = entry['counts']
-        ok = pc.equal(status, FRAME_STATUS_OK)
-        no_detections = pc.and_(ok, pc.equal(frames.column('num_detections'), 0))
-        self.skips['frames_without_detections'] = int(pc.sum(no_detections).as_py() or 0)
-        self.skips['crops_too_small'] = int(pc.sum(frames.column('num_too_small')).as_py() or 0)
-        self.skips['crops_filtered_by_class'] = int(pc.sum(frames.column('num_filtered')).as_py() or 0)
 
     # -- stage 4: outliers (global) ---------------------------------------------------------
     def find_outliers(self, crops: pa.Table, embeddings: np.ndarray) -> pa.Table:
         start = time.perf_counter()
         n = len(embeddings)
-        scores = {name: np.zeros(n, np.float32) for name in self.outlier_detectors}
-        flags = {name: np.zeros(n, bool) for name in self.outlier_detectors}
         groups = {'all': np.arange(n)}
         if self.cfg.outliers.get('per_class', False):
             classes = crops.column('yolo_class')
@@ -293,20 +283,10 @@ class MiningPipeline:
                 for c in sorted(pc.unique(classes).to_pylist())
             }
         min_crops = int(self.cfg.outliers.get('min_crops', 10))
-        for group, idx in groups.items():
-            if len(idx) < min_crops:
-                self.skips['outlier_groups_too_small'] += 1
-                logger.warning(
-                    'outliers: %d crops in group %r, fewer than min_crops=%d; not scored', len(idx), group, min_crops
-                )
-                continue
-            # One group covering every crop is scored in place: a copy would double the memory.
-            group_scores, group_flags = score_outliers(
-                self.outlier_detectors, embeddings if len(idx) == n else embeddings[idx]
-            )
-            for name in self.outlier_detectors:
-                scores[name][idx] = group_scores[name]  # higher = more unusual
-                flags[name][idx] = group_flags[name]
+        scores, flags, too_small = score_outlier_groups(self.outlier_detectors, embeddings, groups, min_crops)
+        for group in too_small:
+            self.skips['outlier_groups_too_small'] += 1
+            logger.warning('outliers: fewer than min_crops=%d crops in group %r; not scored', min_crops, group)
         combined = combine_outlier_flags(flags, rule=self.cfg.outliers.combine) if n else np.zeros(0, bool)
         for name in self.outlier_detectors:
             crops = crops.append_column(f'outlier_score_{name}', pa.array(scores[name], pa.float32()))
@@ -428,20 +408,10 @@ class MiningPipeline:
             agreement = np.full(len(rows_idx), np.nan, np.float32)
         order, values = top_k(scores, int(self.cfg.concepts.get('top_k', 5)))
         top_names = np.asarray(self.vocabulary.concepts, dtype=object)[order]
-        n, k = order.shape
-        offsets = pa.array(np.arange(0, n * k + 1, k, dtype=np.int32))
-        keys = crops.take(pa.array(rows_idx)).select(['crop_id', 'sample_token', 'scene_token', 'camera', 'crop_index'])
-        columns = dict(
-            top_concepts=pa.ListArray.from_arrays(offsets, pa.array(top_names.ravel(), pa.string())),
-            top_scores=pa.ListArray.from_arrays(offsets, pa.array(values.ravel(), pa.float32())),
-            top_concept=pa.array(top_names[:, 0], pa.string()),
-            top_score=pa.array(values[:, 0], pa.float32()),
-            text_weight=pa.array(np.asarray(weights, np.float32)),
-            image_caption_cos=pa.array(np.asarray(agreement, np.float32)),
-            group=pa.array(assign_groups(top_names[:, 0], self.vocabulary), pa.string()),
-        )
-        table = pa.table({**{name: keys.column(name) for name in keys.column_names}, **columns}).cast(CONCEPT_SCHEMA)
-        self.timer.add('concepts', time.perf_counter() - start, n)
+        keys = crops.take(pa.array(rows_idx))
+        groups = assign_groups(top_names[:, 0], self.vocabulary)
+        table = concept_table(keys, top_names, values, weights, agreement, groups)
+        self.timer.add('concepts', time.perf_counter() - start, table.num_rows)
         return table
 
     # -- all stages -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 outlier stage on synthetic embeddings at 10k/100k/1M crops.
 
     python tools/benchmark_mining.py [--config configs/mining/toy.py] [--samples 8] [--device cuda]
-        [--outlier-sizes 10000 100000 1000000] [--out results.json]
+        [--outlier-sizes 10000 100000 1000000] [--cfg-options k=v ...] [--out results.json]
 
 Timings belong here, never in tests. Run on an idle machine.
 """
@@ -14,6 +14,7 @@ import os
 
 from conceptminer3d.apis import load_mining_config
 from conceptminer3d.benchmarks import run_outlier_benchmark, run_pipeline_benchmark
+from conceptminer3d.launch import DictAction
 
 
 def main():
@@ -26,11 +27,12 @@ def main():
     p.add_argument('--device', help="run every model here (e.g. cuda, cpu); default: each component's own ('auto')")
     p.add_argument('--outlier-sizes', type=int, nargs='*', default=[10_000, 100_000, 1_000_000])
     p.add_argument('--outlier-dim', type=int, default=512)
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override mining config keys: key=value')
     p.add_argument('--out', help='write all results as JSON here')
     args = p.parse_args()
 
     results = {}
-    cfg = load_mining_config(args.config)
+    cfg = load_mining_config(args.config, args.cfg_options)
     cfg.subsets = None
     if args.device:
         for component in ('detector', 'embedder', 'captioner'):

@@ -67,3 +67,33 @@ def test_two_gloo_ranks_write_one_process_outputs_byte_for_byte(one_process_run,
         key = manifest['cache'][stage]['key']
         shards = sorted(os.listdir(os.path.join(work_dir, 'cache', stage, key)))
         assert shards == sorted(os.listdir(os.path.join(reference, 'cache', stage, key)))
+
+
+def test_a_one_process_start_resumes_with_two_ranks(one_process_run, toy_world, mining_cfg, tmp_path):
+    """Frames mined by one process (a run stopped after 3 batches: here, the first 4 samples) are
+    reused by a 2-rank job in the same work dir, which computes only the rest, and the outputs
+    are still one process's, byte for byte."""
+    import pickle
+
+    from conceptminer3d.subsets import subset_infos
+
+    root, _ = toy_world
+    mining_cfg.num_threads = 1
+    with open(os.path.join(root, VAL), 'rb') as f:
+        first = subset_infos(pickle.load(f), range(4))  # 4 samples x 6 cameras = 3 batches of 8
+    partial = str(tmp_path / 'first_samples.pkl')
+    with open(partial, 'wb') as f:
+        pickle.dump(first, f)
+    work_dir = str(tmp_path / 'work')
+    run_mining(copy.deepcopy(mining_cfg), root, partial, work_dir, progress=False)
+    config = str(tmp_path / 'mining_cfg.py')
+    mining_cfg.dump(config)
+    child = dist_mine(config, 2, '--data-root', root, '--ann-file', VAL, '--work-dir', work_dir, '--no-progress')
+    assert child.returncode == 0, child.stderr[-3000:]
+    with open(os.path.join(work_dir, 'manifest.json')) as f:
+        manifest = json.load(f)
+    assert manifest['cache']['detect_embed']['reused_frames'] == 24
+    assert manifest['cache']['detect_embed']['computed_frames'] == manifest['counts']['frames'] - 24
+    reference, _ = one_process_run
+    for name in ('frames.parquet', 'crops.parquet', 'embeddings.npy'):
+        assert read_bytes(os.path.join(work_dir, name)) == read_bytes(os.path.join(reference, name)), name

@@ -313,3 +313,17 @@ def test_training_configs_are_their_twins_with_the_annotation_source(name, twin,
     cfg.custom_hooks, cfg.mining_work_dir = base.custom_hooks, base.mining_work_dir
     cfg.train_dataloader.dataset.dataset.mining_dir = base.train_dataloader.dataset.dataset.mining_dir
     assert cfg.to_dict() == base.to_dict()
+
+
+def test_report_of_an_annotation_run_has_no_map_but_every_other_view(annotation_run, tmp_path):
+    """No image embeddings (zero-width): the report still builds, says why the map is empty,
+    and has its gallery and sample pages."""
+    from conceptminer3d.report import build_report
+
+    work_dir, manifest = annotation_run
+    report = build_report(work_dir, out_dir=str(tmp_path / 'report'), progress=False)
+    assert report['map_points'] == 0
+    assert report['gallery_crops'] == sum(manifest['counts']['groups'].get(g, 0) for g in ('Target', 'Rare')) > 0
+    assert report['sample_pages'] == manifest['subsets']['num_selected']
+    with open(tmp_path / 'report' / 'assets' / 'report.js') as f:
+        assert 'No embeddings in this run' in f.read()

@@ -81,7 +81,7 @@ def _crop_record(row, methods: List[str], thumb: str, selected: Dict[str, str]) 
         grp=row.group,
         top=[[str(c), round(float(s), 4)] for c, s in top],
         out={m: round(float(getattr(row, f'outlier_score_{m}')), 4) for m in methods},
-        o=bool(row.is_outlier),
+        o=bool(getattr(row, 'is_outlier', False)),  # the annotation source flags no outliers
         th=thumb,
         page=selected.get(row.sample_token, ''),
     )

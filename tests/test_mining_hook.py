@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -179,3 +180,32 @@ def test_remining_that_cannot_work_fails_before_the_first_iteration(
     with pytest.raises(ValueError, match=match):
         runner.train()
     assert runner.iter == 0
+
+
+def test_dist_train_stops_on_a_fresh_mining_dir_and_trains_after_dist_mine(toy_world, toy_models, tmp_path):
+    """The README's multi-GPU recipe with 2 gloo ranks: tools/dist_train.sh on a fresh mining
+    dir stops at once with the tools/dist_mine.sh command; after that command, the same
+    tools/dist_train.sh trains on the subset it mined."""
+    import shlex
+
+    cfg = mined_toy_cfg(toy_world, toy_models, str(tmp_path))
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
+    config = str(tmp_path / 'centerpoint_mined20_toy.py')
+    cfg.dump(config)
+    train = ['bash', 'tools/dist_train.sh', config, '2']
+
+    stopped = _run(train)
+    assert stopped.returncode != 0
+    # torchrun prefixes each rank's traceback lines with '[rank<N>]:'
+    commands = {m.group(1) for m in re.finditer(r'(bash tools/dist_mine\.sh .*)$', stopped.stderr, re.MULTILINE)}
+    assert len(commands) == 1, stopped.stderr[-3000:]
+    assert not os.path.exists(os.path.join(tmp_path, 'mining', 'cache')), 'nothing was mined inside training'
+
+    mined = _run(shlex.split(commands.pop()))
+    assert mined.returncode == 0, mined.stderr[-3000:]
+
+    trained = _run(train)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    log = trained.stdout + trained.stderr
+    assert 'DataMiningHook (reused)' in log and 'Iter(train) [2/2]' in log
+    assert 'NuScenes metric/pred_instances_3d_NuScenes/mAP' in log

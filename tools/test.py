@@ -11,7 +11,7 @@ import argparse
 from mmengine.runner import Runner
 
 import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
-from conceptminer3d.launch import add_run_arguments, drop_train_only_hooks, load_run_config
+from conceptminer3d.launch import add_run_arguments, drop_train_only_hooks, join_cpu_job, load_run_config
 
 
 def parse_args():
@@ -25,7 +25,7 @@ def main():
     args = parse_args()
     cfg = drop_train_only_hooks(load_run_config(args.config, args.work_dir, args.cfg_options, args.launcher))
     cfg.load_from = args.checkpoint
-    Runner.from_cfg(cfg).test()
+    Runner.from_cfg(join_cpu_job(cfg)).test()
 
 
 if __name__ == '__main__':

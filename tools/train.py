@@ -8,7 +8,7 @@ import argparse
 from mmengine.runner import Runner
 
 import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
-from conceptminer3d.launch import add_run_arguments, load_run_config
+from conceptminer3d.launch import add_run_arguments, join_cpu_job, load_run_config
 
 
 def parse_args():
@@ -31,7 +31,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    Runner.from_cfg(cfg).train()
+    Runner.from_cfg(join_cpu_job(cfg)).train()
 
 
 if __name__ == '__main__':

@@ -75,3 +75,20 @@ def init_distributed(launcher: str) -> None:
         dist.init_process_group('gloo')  # torchrun's environment: RANK, WORLD_SIZE, MASTER_ADDR/PORT
     else:
         raise RuntimeError(f'--launcher {launcher} needs GPUs here; on CPUs use torchrun (--launcher pytorch)')
+
+
+def join_cpu_job(cfg: Config) -> Config:
+    """Let ``tools/train.py`` / ``tools/test.py --launcher pytorch`` run on a machine without
+    GPUs (a 2-process gloo job is how the multi-process paths are tested here): join the job
+    with gloo before the Runner would (its ``init_dist`` selects a CUDA device whatever the
+    backend), and wrap the model in DDP without device ids (CPU modules take none). With GPUs,
+    or without a launcher, nothing changes: the Runner sets the job up as usual."""
+    import torch
+
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return cfg
+    init_distributed(cfg.launcher)
+    cfg.model_wrapper_cfg = dict(
+        type='MMDistributedDataParallel', device_ids=None, **(cfg.get('model_wrapper_cfg') or {})
+    )
+    return cfg

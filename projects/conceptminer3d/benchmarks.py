@@ -261,3 +261,36 @@ def run_pipeline_benchmark(
         stages=manifest['stages'],
         counts=manifest['counts'],
     )
+
+
+def replicate_mining_run(work_dir: str, out_dir: str, copies: int) -> int:
+    """A mining run ``copies`` times the size of the one in ``work_dir``, for timing what reads
+    the tables (the report): every crop, its concept row, caption and embedding repeated with
+    a crop id made unique (``<id>~<copy>``), frames, manifest and subsets as they were.
+    Returns the number of crops written."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .mining.contracts import CAPTIONS_FILE, CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, MANIFEST_FILE
+
+    os.makedirs(out_dir, exist_ok=True)
+    for name in (FRAMES_FILE, MANIFEST_FILE):
+        shutil.copyfile(os.path.join(work_dir, name), os.path.join(out_dir, name))
+    if os.path.isdir(os.path.join(work_dir, 'subsets')):
+        os.makedirs(os.path.join(out_dir, 'subsets'), exist_ok=True)
+        shutil.copyfile(
+            os.path.join(work_dir, 'subsets', 'subset_manifest.json'),
+            os.path.join(out_dir, 'subsets', 'subset_manifest.json'),
+        )
+    for name in (CROPS_FILE, CONCEPTS_FILE, CAPTIONS_FILE):
+        table = pq.read_table(os.path.join(work_dir, name))
+        column = table.schema.get_field_index('crop_id')
+        parts = [
+            table.set_column(column, 'crop_id', pc.binary_join_element_wise(table.column('crop_id'), f'{k}', '~'))
+            for k in range(copies)
+        ]
+        pq.write_table(pa.concat_tables(parts), os.path.join(out_dir, name))
+    embeddings = np.load(os.path.join(work_dir, EMBEDDINGS_FILE), mmap_mode='r')
+    np.save(os.path.join(out_dir, EMBEDDINGS_FILE), np.tile(embeddings, (copies, 1)))
+    return len(embeddings) * copies

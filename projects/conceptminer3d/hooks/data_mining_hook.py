@@ -27,7 +27,6 @@ first iteration.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shlex
 from typing import Optional
@@ -38,9 +37,9 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 
-from ..apis import completed_mining, current_subsets, load_mining_config, rebuild_subsets, run_mining
+from ..apis import completed_mining, current_subsets, load_mining_config, rebuild_subsets, run_mining, subset_spec
 from ..mining.executors import wait_for
-from ..subsets import SUBSET_DIR, SubsetSpec
+from ..subsets import SUBSET_DIR
 
 
 class MiningNotDoneError(RuntimeError):
@@ -103,9 +102,7 @@ class DataMiningHook(Hook):
         if not self.cfg.get('subsets'):
             raise ValueError('DataMiningHook needs subset settings (the mining config\'s `subsets` or `subsets=`)')
         # Built here, before hours of mining, so that a bad ratio or unit stops the run at once.
-        spec = SubsetSpec(
-            **{f.name: self.cfg.subsets[f.name] for f in dataclasses.fields(SubsetSpec) if f.name in self.cfg.subsets}
-        )
+        spec = subset_spec(self.cfg)
         if remine_interval and spec.unit != 'sample':
             raise ValueError('re-mining needs unit="sample": whole-scene subsets change size between rounds')
         self.mining_config, self.cfg_options = mining_config, cfg_options

@@ -50,7 +50,10 @@ def main():
         crops=crops,
         first_build=first,
         rebuild_seconds=again['seconds'],
-        chromium_open_seconds=round(open_in_chromium(first['path']), 2),
+        # The first launch of a browser also sets up its profile and font caches.
+        chromium_open_seconds=dict(
+            first_launch=round(open_in_chromium(first['path']), 2), again=round(open_in_chromium(first['path']), 2)
+        ),
     )
     print(json.dumps(results, indent=1))
 

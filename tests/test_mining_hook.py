@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import re
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import torch
 from mmengine.runner import Runner
 
 from conceptminer3d.hooks import DataMiningHook
+from conceptminer3d.hooks.data_mining_hook import dist_mine_command
 from conceptminer3d.launch import drop_train_only_hooks
 from conceptminer3d.mining import MiningPipeline
 from conceptminer3d.samplers.rare_concept_sampler import sample_weights_from_concepts
@@ -18,21 +18,23 @@ from conceptminer3d.subsets import subset_paths
 
 from helpers import REPO, free_port, mined_toy_cfg, torchrun_env
 
+# Each rank writes what it got to a file of its own: the ranks' stdout and stderr interleave.
 _HOOK_UNDER_TORCHRUN = """
-import sys
+import os, sys
 from conceptminer3d.launch import init_distributed
 init_distributed('pytorch')
 from conceptminer3d.hooks import DataMiningHook
 from conceptminer3d.hooks.data_mining_hook import MiningNotDoneError
-config, root, work_dir, seed = sys.argv[1:5]
-try:
-    hook = DataMiningHook(
-        mining_config=config, data_root=root, work_dir=work_dir, subsets=dict(seed=int(seed)), progress=False
-    )
-except MiningNotDoneError as error:
-    print(error, file=sys.stderr)
-    sys.exit(3)
-print('selected', hook.summary['num_selected'], hook.summary['spec']['seed'])
+config, root, work_dir, seed, out = sys.argv[1:6]
+with open(f'{out}.rank{os.environ["RANK"]}', 'w') as f:
+    try:
+        hook = DataMiningHook(
+            mining_config=config, data_root=root, work_dir=work_dir, subsets=dict(seed=int(seed)), progress=False
+        )
+    except MiningNotDoneError as error:
+        f.write(str(error))
+        sys.exit(3)
+    f.write(f"selected {hook.summary['num_selected']} {hook.summary['spec']['seed']}")
 """
 
 
@@ -60,12 +62,23 @@ def test_two_ranks_stop_at_once_with_the_command_that_mines_then_reuse_its_outpu
     script = tmp_path / 'hook_under_torchrun.py'
     script.write_text(_HOOK_UNDER_TORCHRUN)
     torchrun = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2']
-    hook_job = [str(script), hook_mining_config, root, work_dir, '0']
+    out = str(tmp_path / 'hook')
 
-    refused = _run([*torchrun, '--master_port', str(free_port()), *hook_job])
-    assert refused.returncode != 0
-    assert refused.stderr.count('mine first with') == 2, refused.stderr[-3000:]  # both ranks say it
-    (command,) = {line.strip() for line in refused.stderr.splitlines() if 'tools/dist_mine.sh' in line}
+    def hook_job(seed):
+        """Both ranks' results: (return code, [rank 0's, rank 1's])."""
+        job = _run(
+            [*torchrun, '--master_port', str(free_port()), str(script), hook_mining_config, root, work_dir, seed, out]
+        )
+        results = []
+        for rank in (0, 1):
+            with open(f'{out}.rank{rank}') as f:
+                results.append(f.read())
+        return job.returncode, results
+
+    code, refusals = hook_job('0')
+    assert code != 0
+    assert all('mine first with' in r for r in refusals), refusals  # both ranks say it
+    (command,) = {line.strip() for line in refusals[0].splitlines() if 'tools/dist_mine.sh' in line}
     assert command.startswith(f'bash tools/dist_mine.sh {hook_mining_config} 2 --data-root {root}')
     assert not os.path.exists(os.path.join(work_dir, 'cache')), 'nothing was mined inside training'
 
@@ -74,17 +87,13 @@ def test_two_ranks_stop_at_once_with_the_command_that_mines_then_reuse_its_outpu
     embeddings = os.path.join(work_dir, 'embeddings.npy')
     stamp = os.stat(embeddings).st_mtime_ns
 
-    started = _run([*torchrun, '--master_port', str(free_port()), *hook_job])
-    assert started.returncode == 0, started.stderr[-3000:]
-    lines = [line for line in started.stdout.splitlines() if line.startswith('selected')]
-    assert len(lines) == 2 and lines[0] == lines[1], started.stdout  # both ranks: the same subset
+    code, started = hook_job('0')
+    assert code == 0 and started[0] == started[1] and started[0].startswith('selected'), started  # same subset
     assert os.stat(embeddings).st_mtime_ns == stamp, 'finished outputs are reused, not rewritten'
 
     # Other subset settings: rank 0 rebuilds the pickles, rank 1 waits for them on the file system.
-    reseeded = _run([*torchrun, '--master_port', str(free_port()), *hook_job[:-1], '5'])
-    assert reseeded.returncode == 0, reseeded.stderr[-3000:]
-    lines = [line for line in reseeded.stdout.splitlines() if line.startswith('selected')]
-    assert len(lines) == 2 and lines[0] == lines[1] and lines[0].endswith(' 5'), reseeded.stdout
+    code, reseeded = hook_job('5')
+    assert code == 0 and reseeded[0] == reseeded[1] and reseeded[0].endswith(' 5'), reseeded
     assert os.stat(embeddings).st_mtime_ns == stamp
 
 
@@ -196,12 +205,14 @@ def test_dist_train_stops_on_a_fresh_mining_dir_and_trains_after_dist_mine(toy_w
 
     stopped = _run(train)
     assert stopped.returncode != 0
-    # torchrun prefixes each rank's traceback lines with '[rank<N>]:'
-    commands = {m.group(1) for m in re.finditer(r'(bash tools/dist_mine\.sh .*)$', stopped.stderr, re.MULTILINE)}
-    assert len(commands) == 1, stopped.stderr[-3000:]
+    hook = cfg.custom_hooks[0]
+    command = dist_mine_command(
+        hook.mining_config, hook.data_root, 'nuscenes_infos_train.pkl', hook.work_dir, 2, hook.cfg_options
+    )
+    assert command in stopped.stderr, stopped.stderr[-3000:]  # (both ranks print it; their lines may interleave)
     assert not os.path.exists(os.path.join(tmp_path, 'mining', 'cache')), 'nothing was mined inside training'
 
-    mined = _run(shlex.split(commands.pop()))
+    mined = _run(shlex.split(command))
     assert mined.returncode == 0, mined.stderr[-3000:]
 
     trained = _run(train)

@@ -52,7 +52,7 @@ def dist_mine_command(config: str, data_root: str, ann_file: str, work_dir: str,
     words += ['--ann-file', ann_file, '--work-dir', work_dir]
     if cfg_options:
         words.append('--cfg-options')
-        for key, value in cfg_options.items():
+        for key, value in sorted(cfg_options.items()):
             if isinstance(value, (list, tuple)):
                 value = '[' + ','.join(map(str, value)) + ']'
             words.append(f'{key}={value}')

@@ -12,9 +12,10 @@ import numbers
 from collections.abc import Mapping
 
 import numpy as np
+import pyarrow.compute as pc
 from sklearn.base import OutlierMixin
 
-__all__ = ['combine_outlier_flags', 'score_outlier_groups', 'score_outliers']
+__all__ = ['combine_outlier_flags', 'row_groups', 'score_outlier_groups', 'score_outliers']
 
 
 def score_outliers(
@@ -123,3 +124,14 @@ def score_outlier_groups(
             scores[name][idx] = group_scores[name]
             flags[name][idx] = group_flags[name]
     return scores, flags, too_small
+
+
+def row_groups(labels, n: int) -> dict[str, np.ndarray]:
+    """Groups of rows scored apart: ``{'all': every row}``, or with ``labels`` (a pyarrow array
+    of class names, e.g. YOLO classes) one group per label, in sorted order."""
+    if labels is None:
+        return {'all': np.arange(n)}
+    return {
+        c: np.flatnonzero(pc.equal(labels, c).to_numpy(zero_copy_only=False))
+        for c in sorted(pc.unique(labels).to_pylist())
+    }

@@ -50,8 +50,8 @@ from .frames import Frame
 from .identity import result_identity
 from .images import cut_crops, decode_image, image_digest, prefetched
 from .model_loading import check_available
-from .outlier_scoring import combine_outlier_flags, score_outlier_groups
-from .run_record import StageTimer, package_versions, plain_config
+from .outlier_scoring import combine_outlier_flags, row_groups, score_outlier_groups
+from .run_record import StageTimer, package_versions, plain_config, table_counts
 
 logger = logging.getLogger('conceptminer3d.mining')
 
@@ -275,13 +275,7 @@ class MiningPipeline:
     def find_outliers(self, crops: pa.Table, embeddings: np.ndarray) -> pa.Table:
         start = time.perf_counter()
         n = len(embeddings)
-        groups = {'all': np.arange(n)}
-        if self.cfg.outliers.get('per_class', False):
-            classes = crops.column('yolo_class')
-            groups = {
-                c: np.flatnonzero(pc.equal(classes, c).to_numpy(zero_copy_only=False))
-                for c in sorted(pc.unique(classes).to_pylist())
-            }
+        groups = row_groups(crops.column('yolo_class') if self.cfg.outliers.get('per_class', False) else None, n)
         min_crops = int(self.cfg.outliers.get('min_crops', 10))
         scores, flags, too_small = score_outlier_groups(self.outlier_detectors, embeddings, groups, min_crops)
         for group in too_small:
@@ -445,28 +439,15 @@ class MiningPipeline:
         return manifest
 
     def _manifest(self, frames_table, crops, embeddings, captions, concepts) -> dict:
-        groups = Counter(concepts.column('group').to_pylist())
-        outlier_counts = {
-            name: int(pc.sum(crops.column(f'is_outlier_{name}')).as_py() or 0) for name in self.outlier_detectors
-        }
+        counts = table_counts(frames_table, crops, embeddings, captions, concepts, list(self.outlier_detectors))
+        if not self.captions_on:  # the caption-selected crops are scored without a caption
+            counts['caption_selected'] = concepts.num_rows
         return dict(
             inputs=dict(data_root=os.path.abspath(self.data_root), ann_file=self.ann_file),
             config=plain_config(self.cfg),
             versions=package_versions(),
             torch_threads=self.threads,
-            counts=dict(
-                frames=frames_table.num_rows,
-                samples=len(set(frames_table.column('sample_token').to_pylist())),
-                detections=int(pc.sum(frames_table.column('num_detections')).as_py() or 0),
-                crops=crops.num_rows,
-                embedding_dim=int(embeddings.shape[1]) if embeddings.ndim == 2 else 0,
-                outliers=int(pc.sum(crops.column('is_outlier')).as_py() or 0) if crops.num_rows else 0,
-                outliers_per_method=outlier_counts,
-                caption_selected=captions.num_rows if self.captions_on else concepts.num_rows,
-                captions=captions.num_rows,
-                concepts=concepts.num_rows,
-                groups=dict(groups),
-            ),
+            counts=counts,
             skips=dict(sorted(self.skips.items())),
             cache=self.cache_stats,
             stages=self.timer.report(),

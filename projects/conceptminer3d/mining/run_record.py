@@ -7,9 +7,10 @@ import hashlib
 import importlib.metadata
 import json
 import platform
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Dict
 
+import pyarrow.compute as pc
 from mmengine.config import Config, ConfigDict
 
 from .devices import RUNTIME_ARGS
@@ -83,3 +84,24 @@ def run_fingerprint(cfg, ann_file_path: str) -> str:
             config[component] = {k: v for k, v in config[component].items() if k not in RUNTIME_ARGS}
     blob = json.dumps(dict(config=config, ann_file=file_sha256(ann_file_path)), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def table_counts(frames, crops, embeddings, captions, concepts, outlier_methods) -> dict:
+    """The manifest's ``counts`` of a run's tables (pyarrow tables, the embeddings array)."""
+
+    def total(column) -> int:
+        return int(pc.sum(column).as_py() or 0)
+
+    return dict(
+        frames=frames.num_rows,
+        samples=len(pc.unique(frames.column('sample_token'))),
+        detections=total(frames.column('num_detections')),
+        crops=crops.num_rows,
+        embedding_dim=int(embeddings.shape[1]) if embeddings.ndim == 2 else 0,
+        outliers=total(crops.column('is_outlier')) if crops.num_rows else 0,
+        outliers_per_method={name: total(crops.column(f'is_outlier_{name}')) for name in outlier_methods},
+        caption_selected=captions.num_rows,
+        captions=captions.num_rows,
+        concepts=concepts.num_rows,
+        groups=dict(Counter(concepts.column('group').to_pylist())),
+    )

@@ -131,16 +131,22 @@ def build_subsets_from_config(cfg: Config, data_root: str, ann_file: str, work_d
     return {k: v for k, v in summary.items() if k != 'selected'}
 
 
+def _read_manifest(work_dir: str) -> Optional[dict]:
+    path = os.path.join(work_dir, MANIFEST_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def completed_mining(config, data_root: str, ann_file: str, work_dir: str) -> Optional[dict]:
     """The manifest of a finished run in ``work_dir`` that the config would reproduce (same
     fingerprint, ``run_record.run_fingerprint``, and every table on disk), else None. Loads
     no model and reads no table."""
     cfg = load_mining_config(config)
-    path = os.path.join(work_dir, MANIFEST_FILE)
-    if not os.path.isfile(path):
+    manifest = _read_manifest(work_dir)
+    if manifest is None:
         return None
-    with open(path) as f:
-        manifest = json.load(f)
     if manifest.get('fingerprint') != run_fingerprint(cfg, resolve_ann_file(data_root, ann_file)):
         return None
     if not all(os.path.isfile(os.path.join(work_dir, name)) for name in MINING_TABLE_FILES):
@@ -152,11 +158,10 @@ def current_subsets(config, data_root: str, ann_file: str, work_dir: str) -> Opt
     """The subset summary in ``work_dir``'s manifest when it was built with the config's
     ``subsets`` settings from the same train pickle and its files are all there, else None."""
     cfg = load_mining_config(config)
-    path = os.path.join(work_dir, MANIFEST_FILE)
-    if not (cfg.get('subsets') and os.path.isfile(path)):
+    manifest = _read_manifest(work_dir)
+    if not (cfg.get('subsets') and manifest):
         return None
-    with open(path) as f:
-        subsets = json.load(f).get('subsets') or {}
+    subsets = manifest.get('subsets') or {}
     if subsets.get('spec') != dataclasses.asdict(subset_spec(cfg)):
         return None
     if subsets.get('inputs', {}).get('train_pkl') != os.path.abspath(resolve_ann_file(data_root, ann_file)):
@@ -169,9 +174,7 @@ def rebuild_subsets(config, data_root: str, ann_file: str, work_dir: str) -> dic
     """Build the config's subsets from the finished run in ``work_dir`` (no model is loaded)
     and record them in its manifest, as ``run_mining`` does after mining."""
     cfg = load_mining_config(config)
-    path = os.path.join(work_dir, MANIFEST_FILE)
-    with open(path) as f:
-        manifest = json.load(f)
+    manifest = _read_manifest(work_dir)
     manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
-    write_json_atomic(manifest, path)
+    write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
     return manifest['subsets']

@@ -18,13 +18,17 @@ import time
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .mining import MiningPipeline
+from .mining.contracts import CAPTIONS_FILE, CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, MANIFEST_FILE
 from .mining.frames import load_info_pickle, resolve_ann_file
 from .mining.images import cut_crops, decode_batch
 from .mining.outlier_scoring import score_outliers
 from .registry import OUTLIER_DETECTORS
-from .subsets import subset_infos
+from .subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_infos
 
 __all__ = ['make_synthetic_embeddings', 'run_outlier_benchmark', 'run_pipeline_benchmark', 'run_process_benchmark']
 
@@ -268,20 +272,13 @@ def replicate_mining_run(work_dir: str, out_dir: str, copies: int) -> int:
     the tables (the report): every crop, its concept row, caption and embedding repeated with
     a crop id made unique (``<id>~<copy>``), frames, manifest and subsets as they were.
     Returns the number of crops written."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from .mining.contracts import CAPTIONS_FILE, CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, MANIFEST_FILE
-
     os.makedirs(out_dir, exist_ok=True)
     for name in (FRAMES_FILE, MANIFEST_FILE):
         shutil.copyfile(os.path.join(work_dir, name), os.path.join(out_dir, name))
-    if os.path.isdir(os.path.join(work_dir, 'subsets')):
-        os.makedirs(os.path.join(out_dir, 'subsets'), exist_ok=True)
+    if os.path.isfile(os.path.join(work_dir, SUBSET_DIR, SUBSET_MANIFEST)):
+        os.makedirs(os.path.join(out_dir, SUBSET_DIR), exist_ok=True)
         shutil.copyfile(
-            os.path.join(work_dir, 'subsets', 'subset_manifest.json'),
-            os.path.join(out_dir, 'subsets', 'subset_manifest.json'),
+            os.path.join(work_dir, SUBSET_DIR, SUBSET_MANIFEST), os.path.join(out_dir, SUBSET_DIR, SUBSET_MANIFEST)
         )
     for name in (CROPS_FILE, CONCEPTS_FILE, CAPTIONS_FILE):
         table = pq.read_table(os.path.join(work_dir, name))

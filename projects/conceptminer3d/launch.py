@@ -88,7 +88,6 @@ def join_cpu_job(cfg: Config) -> Config:
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return cfg
     init_distributed(cfg.launcher)
-    cfg.model_wrapper_cfg = dict(
-        type='MMDistributedDataParallel', device_ids=None, **(cfg.get('model_wrapper_cfg') or {})
-    )
+    wrapper = dict(type='MMDistributedDataParallel', device_ids=None)
+    cfg.model_wrapper_cfg = dict(wrapper, **(cfg.get('model_wrapper_cfg') or {}))
     return cfg

@@ -226,11 +226,15 @@ def write_npy_atomic(array: np.ndarray, path: str) -> None:
     os.replace(tmp, path)
 
 
-def write_json_atomic(obj, path: str) -> None:
+def write_text_atomic(text: str, path: str) -> None:
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2, sort_keys=False, default=str)
+        f.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=False, default=str), path)
 
 
 def concat_tables(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -49,8 +49,8 @@ class OpenClipEmbedder:
             decoded image and resized as tensors on ``device`` (each image uploaded once;
             resize, crop and normalisation as open_clip's transform does them, with torch's
             antialiased interpolation instead of PIL's). ``'pil'``: each crop through
-            open_clip's PIL transform, as ``encode_images`` does. The two give embeddings that
-            agree to about 1e-2 in cosine, so the choice is part of the cache key.
+            open_clip's PIL transform, as ``encode_images`` does. The two give embeddings whose
+            cosine is above 0.999 (not equal bits), so the choice is part of the cache key.
         allow_download: fetch missing weights from the hub.
         cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
     """

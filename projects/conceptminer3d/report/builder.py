@@ -31,7 +31,9 @@ from ..mining.contracts import (
     GROUP_TARGET,
     MANIFEST_FILE,
     MINING_TABLE_FILES,
+    write_text_atomic,
 )
+from ..subsets import SUBSET_DIR, SUBSET_MANIFEST
 from .embedding_map import embedding_map, map_sample
 from .pages import render_index, render_sample_page
 from .thumbnails import thumbnail_name, write_thumbnails
@@ -42,18 +44,13 @@ REPORT_DIR = 'report'
 GALLERY_CHUNK = 200  # gallery crops per data file
 MAX_MAP_POINTS = 20_000  # t-SNE beyond a few tens of thousands of points takes too long to wait for
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'static')
-SUBSET_MANIFEST = os.path.join('subsets', 'subset_manifest.json')
+SUBSET_MANIFEST_PATH = os.path.join(SUBSET_DIR, SUBSET_MANIFEST)
 
 
 def _write_js(path: str, variable: str, value) -> None:
     """Data as a script (``window.<variable> = ...``): a page opened from the file system may
     load scripts, but not fetch JSON."""
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(f'{variable} = ')
-        json.dump(value, f, separators=(',', ':'), allow_nan=False)
-        f.write(';\n')
-    os.replace(tmp, path)
+    write_text_atomic(f'{variable} = {json.dumps(value, separators=(",", ":"), allow_nan=False)};\n', path)
 
 
 def _crop_table(work_dir: str) -> pd.DataFrame:
@@ -104,8 +101,8 @@ def build_report(
     with open(os.path.join(work_dir, MANIFEST_FILE)) as f:
         manifest = json.load(f)
     subsets = None
-    if os.path.isfile(os.path.join(work_dir, SUBSET_MANIFEST)):
-        with open(os.path.join(work_dir, SUBSET_MANIFEST)) as f:
+    if os.path.isfile(os.path.join(work_dir, SUBSET_MANIFEST_PATH)):
+        with open(os.path.join(work_dir, SUBSET_MANIFEST_PATH)) as f:
             subsets = json.load(f)
 
     frames = pq.read_table(os.path.join(work_dir, FRAMES_FILE)).to_pandas()
@@ -186,8 +183,8 @@ def build_report(
         page = render_sample_page(
             sample, frame_crops, frames[frames.sample_token == sample['sample_token']], by_crop, out_dir
         )
-        _write_text(os.path.join(out_dir, selected[sample['sample_token']]), page)
-    _write_text(os.path.join(out_dir, 'index.html'), render_index(data, subsets))
+        write_text_atomic(page, os.path.join(out_dir, selected[sample['sample_token']]))
+    write_text_atomic(render_index(data, subsets), os.path.join(out_dir, 'index.html'))
 
     size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(out_dir) for f in files)
     return dict(
@@ -200,10 +197,3 @@ def build_report(
         megabytes=round(size / 2**20, 2),
         seconds=round(time.perf_counter() - start, 2),
     )
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)

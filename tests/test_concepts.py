@@ -10,6 +10,7 @@ from conceptminer3d.mining.concepts import (
     adaptive_text_weight,
     assign_groups,
     score_concepts,
+    top_concepts,
     top_k,
 )
 
@@ -35,6 +36,26 @@ def test_score_matches_a_hand_computed_example():
     np.testing.assert_allclose(w, [expected_w], atol=1e-6)
     np.testing.assert_allclose(scores[0, 2], expected_w, atol=1e-6)
     np.testing.assert_allclose(scores[0, 1], (1 - expected_w) * 0.8, atol=1e-6)
+
+
+def test_top_concepts_in_blocks_equals_scoring_all_rows_at_once(tmp_path):
+    rng = np.random.default_rng(0)
+    embeddings = np.lib.format.open_memmap(tmp_path / 'e.npy', mode='w+', dtype=np.float32, shape=(50, 8))
+    embeddings[:] = _unit(rng.standard_normal((50, 8)))
+    rows = rng.permutation(50)[:23]
+    captions = _unit(rng.standard_normal((23, 8))).astype(np.float32)
+    concepts = _unit(rng.standard_normal((6, 8))).astype(np.float32)
+    scores, w, agreement = score_concepts(embeddings[rows], captions, concepts, 'adaptive')
+    order, values = top_k(scores, 3)
+    got = top_concepts(embeddings, rows, captions, concepts, 'adaptive', 3, block_rows=5)
+    np.testing.assert_array_equal(got[0], order)
+    np.testing.assert_allclose(got[1], values, rtol=1e-6)
+    np.testing.assert_allclose(got[2], w, rtol=1e-6)
+    np.testing.assert_allclose(got[3], agreement, rtol=1e-6)
+    # No captions: cos(image, concept) alone, whatever the text weight, and no agreement.
+    order, values, w, agreement = top_concepts(embeddings, rows, None, concepts, 0.7, 10, block_rows=4)
+    assert order.shape == (23, 6) and (w == 0).all() and np.isnan(agreement).all()
+    np.testing.assert_allclose(values[:, 0], (embeddings[rows] @ concepts.T).max(axis=1), rtol=1e-6)
 
 
 def test_adaptive_weight_is_clipped_to_its_range():

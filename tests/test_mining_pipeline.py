@@ -66,6 +66,7 @@ def test_all_cameras_processed_and_tables_agree(first_run, toy_world):
     assert (frames.num_crops.values == np.bincount([i for i, _ in order], minlength=len(frames))).all()
     assert list(captions.crop_id) == list(crops.crop_id[crops.caption_selected])
     assert list(concepts.crop_id) == list(captions.crop_id)
+    assert not glob.glob(os.path.join(work_dir, 'caption_embeddings*')), 'the scoring scratch file is removed'
     assert manifest['counts']['crops'] == len(crops) and manifest['counts']['captions'] == len(captions)
     assert manifest['torch_threads'] == os.cpu_count()
     # Every stage ran on something (the timings themselves belong to tools/benchmark_mining.py).

@@ -1,5 +1,6 @@
 """Mining throughput: per-stage items/s on the toy world, the per-image stage and the whole
-`tools/mine.py` process against bare model compute (with the process's peak memory), and the
+`tools/mine.py` process against bare model compute (with the process's peak memory) and
+against a process that runs only the two models (`tools/benchmark_bare_models.py`), and the
 outlier stage on synthetic embeddings at 10k/100k/1M crops.
 
     python tools/benchmark_mining.py [--config configs/mining/toy.py] [--samples 8] [--device cuda]
@@ -38,8 +39,16 @@ def main():
         for component in ('detector', 'embedder', 'captioner'):
             if cfg.get(component) is not None:
                 cfg[component].device = args.device
-    mine_tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'mine.py')
-    pipe = run_pipeline_benchmark(cfg, args.data_root, args.ann_file, args.samples, args.work_dir, mine_tool)
+    tools = os.path.dirname(os.path.abspath(__file__))
+    pipe = run_pipeline_benchmark(
+        cfg,
+        args.data_root,
+        args.ann_file,
+        args.samples,
+        args.work_dir,
+        mine_tool=os.path.join(tools, 'mine.py'),
+        bare_script=os.path.join(tools, 'benchmark_bare_models.py'),
+    )
     results['pipeline'] = dict(config=args.config, **pipe)
     print(f'\n== {args.config}: {pipe["frames"]} frames, {pipe["crops"]} crops, {pipe["torch_threads"]} torch threads')
     print(f'{"stage":<22}{"items":>8}{"seconds":>10}{"items/s":>10}')
@@ -54,6 +63,17 @@ def main():
         f'whole tools/mine.py process {pipe["process_s"]:.2f} s ({pipe["process_overhead_pct"]:+.1f}% over bare '
         'compute; imports, model loading, outliers, captions and writing included); '
         f'peak RSS {pipe["peak_rss_mb"]:.0f} MB'
+    )
+    print(
+        f'bare script process (the two models alone, imports and building included: '
+        f'tools/benchmark_bare_models.py) {pipe["bare_script_s"]:.2f} s ({pipe["bare_script_overhead_pct"]:+.1f}% over '
+        f'bare compute); tools/mine.py {pipe["process_vs_bare_script_pct"]:+.1f}% over it'
+    )
+    projection = pipe['nuscenes_train_projection']
+    print(
+        f'projected to nuScenes train ({projection["images"]:,} images, at this run\'s crops per image and '
+        f'captioned share): {projection["total_hours"]:.1f} h, bound by {projection["bound_by"]} '
+        + ', '.join(f'{name} {h:.1f} h' for name, h in projection['hours'].items())
     )
 
     if args.outlier_sizes:

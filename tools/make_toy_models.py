@@ -1,20 +1,30 @@
-"""Build the tiny random-initialised models that configs/mining/toy.py uses (no downloads).
+"""Build the tiny random-initialised models that configs/mining/toy.py uses (no downloads),
+and on request the default captioner's architecture (Qwen2-VL-2B-Instruct) with random
+weights, for timing captions without its download (tools/benchmark_mining.py).
 
-python tools/make_toy_models.py --out data/toy_models [--seed 0]
+python tools/make_toy_models.py --out data/toy_models [--seed 0] [--qwen2-vl-2b DIR]
 """
 
 import argparse
 import json
 
-from conceptminer3d.toy_models import build_toy_models
+from conceptminer3d.toy_models import build_random_qwen2_vl_2b, build_toy_models
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', required=True)
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument(
+        '--qwen2-vl-2b',
+        metavar='DIR',
+        help='also write Qwen2-VL-2B-Instruct with random weights here (about 4.4 GB; a few minutes on a CPU)',
+    )
     args = p.parse_args()
-    print(json.dumps(build_toy_models(args.out, seed=args.seed), indent=1))
+    paths = build_toy_models(args.out, seed=args.seed)
+    if args.qwen2_vl_2b:
+        paths['qwen2_vl_2b'] = build_random_qwen2_vl_2b(args.qwen2_vl_2b, seed=args.seed)
+    print(json.dumps(paths, indent=1))
 
 
 if __name__ == '__main__':

@@ -5,5 +5,7 @@
 _base_ = ['./default.py']
 detector = dict(model='yolov8l.yaml', conf=1e-9, max_det=20)
 embedder = dict(pretrained=None)
-captioner = dict(model='data/toy_models/qwen2-vl-toy', max_new_tokens=16)  # the 2B VLM is not timed here
+# The toy captioner; to time the real architecture, write Qwen2-VL-2B at random weights with
+# tools/make_toy_models.py --qwen2-vl-2b DIR and set captioner.model=DIR.
+captioner = dict(model='data/toy_models/qwen2-vl-toy', max_new_tokens=16)
 subsets = None

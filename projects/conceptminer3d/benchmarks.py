@@ -8,6 +8,7 @@ plus a planted fraction of outliers (rare objects) that lie away from every clus
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import resource
@@ -30,7 +31,15 @@ from .mining.outlier_scoring import score_outliers
 from .registry import OUTLIER_DETECTORS
 from .subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_infos
 
-__all__ = ['make_synthetic_embeddings', 'run_outlier_benchmark', 'run_pipeline_benchmark', 'run_process_benchmark']
+__all__ = [
+    'NUSCENES_TRAIN_IMAGES',
+    'make_synthetic_embeddings',
+    'project_stage_hours',
+    'run_bare_script_benchmark',
+    'run_outlier_benchmark',
+    'run_pipeline_benchmark',
+    'run_process_benchmark',
+]
 
 _GENERATION_BLOCK = 65536  # rows generated at a time, to keep float32 temporaries small
 
@@ -169,6 +178,16 @@ def _subset_pickle(data_root: str, ann_file: str, num_samples: int, out_path: st
     return out_path
 
 
+def _die_with_parent() -> None:
+    # A timed child must not outlive a benchmark that was killed: it would load the machine
+    # under the next measurement. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
+    if sys.platform.startswith('linux'):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def run_process_benchmark(mine_tool: str, cfg, data_root: str, ann_file: str, work_dir: str) -> dict:
     """``mine_tool`` (``tools/mine.py``) as a user runs it, in a process of its own on a fresh
     work dir: its wall time from start to exit (imports, model loading and every stage
@@ -181,15 +200,42 @@ def run_process_benchmark(mine_tool: str, cfg, data_root: str, ann_file: str, wo
     command = [sys.executable, mine_tool, config, '--data-root', data_root, '--ann-file', ann_file]
     command += ['--work-dir', run_dir, '--no-progress', '--no-report']  # the report is not mining
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     wall = time.perf_counter() - start
     # ru_maxrss of waited-for children: the largest of them, in KiB on Linux.
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return dict(process_s=round(wall, 3), peak_rss_mb=round(peak_kib / 1024, 1))
 
 
+def run_bare_script_benchmark(script: str, image_paths, detector, embedder, threads: int, work_dir: str) -> dict:
+    """``script`` (``tools/benchmark_bare_models.py``) in a process of its own: the same two
+    models, with the same settings, on the same images, and nothing else. Its wall time is
+    what a user's minimal script would take; ``tools/mine.py`` is compared with it."""
+    images_file = os.path.join(work_dir, 'bare_images.txt')
+    with open(images_file, 'w') as f:
+        f.write(''.join(f'{path}\n' for path in image_paths))
+    source = embedder.source
+    command = [sys.executable, script, images_file, '--yolo', detector.model_path, '--clip', source.model_name]
+    command += ['--conf', str(detector.conf), '--max-det', str(detector.max_det), '--imgsz', str(detector.imgsz)]
+    command += ['--yolo-batch', str(detector.batch_size), '--clip-batch', str(embedder.batch_size)]
+    command += ['--threads', str(threads), '--device', str(embedder.device)]
+    if source.pretrained:
+        command += ['--clip-pretrained', source.pretrained]
+    start = time.perf_counter()
+    out = subprocess.run(command, check=True, capture_output=True, text=True, preexec_fn=_die_with_parent).stdout
+    wall = time.perf_counter() - start
+    counted = json.loads(out.strip().splitlines()[-1])
+    return dict(bare_script_s=round(wall, 3), bare_script_crops=counted['crops'])
+
+
 def run_pipeline_benchmark(
-    cfg, data_root: str, ann_file: str, num_samples: int, work_dir: str, mine_tool: Optional[str] = None
+    cfg,
+    data_root: str,
+    ann_file: str,
+    num_samples: int,
+    work_dir: str,
+    mine_tool: Optional[str] = None,
+    bare_script: Optional[str] = None,
 ) -> dict:
     """Per-stage throughput of a full mining run, and the per-image stage's overhead over
     bare model compute on the same frames.
@@ -199,7 +245,8 @@ def run_pipeline_benchmark(
     normalising the crops is the embedder's (``encode_regions``) and timed with it. Pipeline: the cached,
     prefetching per-image stage as ``tools/mine.py`` runs it, on a fresh cache. Process: the
     whole ``tools/mine.py`` run in its own process (``run_process_benchmark``), which is what a
-    user waits for.
+    user waits for. Bare script: the two models alone in a process of their own
+    (``run_bare_script_benchmark``), as a user's minimal script would run them.
     """
     os.makedirs(work_dir, exist_ok=True)
     ann = _subset_pickle(data_root, ann_file, num_samples, os.path.join(work_dir, 'benchmark_infos.pkl'))
@@ -252,6 +299,13 @@ def run_pipeline_benchmark(
     if mine_tool:
         process = run_process_benchmark(mine_tool, cfg, data_root, ann, work_dir)
         process['process_overhead_pct'] = round(100.0 * (process['process_s'] - bare) / bare, 1)
+    if bare_script:
+        paths = [frame.img_path for frame in frames]
+        process.update(run_bare_script_benchmark(bare_script, paths, detector, embedder, pipeline.threads, work_dir))
+        process['bare_script_overhead_pct'] = round(100.0 * (process['bare_script_s'] - bare) / bare, 1)
+        if 'process_s' in process:
+            script_s = process['bare_script_s']
+            process['process_vs_bare_script_pct'] = round(100.0 * (process['process_s'] - script_s) / script_s, 1)
     return dict(
         frames=len(frames),
         crops=n_crops,
@@ -263,8 +317,28 @@ def run_pipeline_benchmark(
         **process,
         torch_threads=pipeline.threads,
         stages=manifest['stages'],
+        nuscenes_train_projection=project_stage_hours(manifest['stages'], len(frames)),
         counts=manifest['counts'],
     )
+
+
+# nuScenes trainval's train split: 28,130 samples x 6 cameras.
+NUSCENES_TRAIN_IMAGES = 28_130 * 6
+_PER_IMAGE_STAGES = ('detect', 'embed', 'caption', 'caption_text_embed')
+
+
+def project_stage_hours(stages: dict, frames: int, images: int = NUSCENES_TRAIN_IMAGES) -> dict:
+    """Hours each per-image stage of a benchmark run would take on ``images`` images, by
+    scaling its seconds per image (so at the run's crops per image and captioned share), and
+    which stage bounds the run. The global stages (outliers, concepts) are left out: they
+    take minutes at a million crops (``run_outlier_benchmark``)."""
+    hours = {
+        name: round(stages[name]['seconds'] / frames * images / 3600, 2)
+        for name in _PER_IMAGE_STAGES
+        if stages.get(name, {}).get('items')
+    }
+    bound = max(hours, key=hours.get) if hours else None
+    return dict(images=images, hours=hours, total_hours=round(sum(hours.values()), 2), bound_by=bound)
 
 
 def replicate_mining_run(work_dir: str, out_dir: str, copies: int) -> int:

@@ -7,6 +7,8 @@ around; delete it when the pinned version carries the fix.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
 import sys
 import types
@@ -46,10 +48,44 @@ def _trust_mmengine_checkpoints() -> None:
     # objects (message hub, config, numpy scalars), so load_from / --resume fail with
     # UnpicklingError. Scoped to mmengine's checkpoint module:
     # torch.load elsewhere keeps its safe default.
-    from mmengine.runner import checkpoint
+    _after_import('mmengine.runner.checkpoint', _trust_checkpoints_of)
 
+
+def _trust_checkpoints_of(checkpoint: types.ModuleType) -> None:
     if not isinstance(checkpoint.torch, _TorchWithTrustedCheckpoints):
         checkpoint.torch = _TorchWithTrustedCheckpoints()
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Calls ``patch(module)`` once ``module_name`` has been executed, whoever imports it."""
+
+    def __init__(self, module_name: str, patch):
+        self.module_name, self.patch = module_name, patch
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.module_name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_patch(module):
+            exec_module(module)
+            self.patch(module)
+
+        spec.loader.exec_module = exec_then_patch
+        return spec
+
+
+def _after_import(module_name: str, patch) -> None:
+    # Importing mmengine.runner costs seconds (it pulls in mmengine's optimizers and, through
+    # them, transformers); a process that never loads a checkpoint (tools/mine.py) never pays it.
+    if module_name in sys.modules:
+        patch(sys.modules[module_name])
+    else:
+        sys.meta_path.insert(0, _PatchAfterImport(module_name, patch))
 
 
 def disable_ultralytics_autoinstall() -> None:

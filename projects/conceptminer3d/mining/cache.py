@@ -118,25 +118,35 @@ class ItemCache(StageCache):
                 found.setdefault(item, (shard, position))
         return found
 
-    def gather(self, items: Sequence[str], found: Dict[str, Tuple[int, int]], name: str, with_array: bool = False):
-        """The rows of table ``name`` (one row per item) for ``items``, in that order, and with
-        ``with_array`` the arrays' rows too (when the arrays hold one row per item); every item
-        must be in ``found`` (``index()``)."""
+    def gather(
+        self, items: Sequence[str], found: Dict[str, Tuple[int, int]], name: str, array_path: Optional[str] = None
+    ):
+        """The rows of table ``name`` (one row per item) for ``items``, in that order; every
+        item must be in ``found`` (``index()``). With ``array_path``, the arrays' rows too (when
+        the arrays hold one row per item), written shard by shard into a memory-mapped ``.npy``
+        there, so that they never sit in memory together.
+
+        Returns:
+            (table, ``np.memmap`` or None); (None, None) for no items.
+        """
         shard_of, position = locate(items, found)
-        parts, out_rows, arrays = [], [], []
+        parts, out_rows, out_array = [], [], None
         for shard in np.unique(shard_of):
             rows = np.flatnonzero(shard_of == shard)
             tables, array = self.load(int(shard), (name,), mmap=True)
             parts.append(tables[name].take(pa.array(position[rows])))
             out_rows.append(rows)
-            if with_array and array is not None:
-                arrays.append(np.asarray(array[position[rows]]))
+            if array_path is not None and array is not None:
+                if out_array is None:
+                    shape = (len(items), *array.shape[1:])
+                    out_array = np.lib.format.open_memmap(array_path, mode='w+', dtype=array.dtype, shape=shape)
+                out_array[rows] = array[position[rows]]
         if not parts:
             return None, None
         order = np.argsort(np.concatenate(out_rows), kind='stable')  # back into the order of items
-        table = pa.concat_tables(parts).take(pa.array(order))
-        array = np.concatenate(arrays)[order] if arrays else None
-        return table, array
+        if out_array is not None:
+            out_array.flush()
+        return pa.concat_tables(parts).take(pa.array(order)), out_array
 
     def next_index(self) -> int:
         return max(self.completed(), default=-1) + 1

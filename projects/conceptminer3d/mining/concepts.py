@@ -12,7 +12,7 @@ list), Common (otherwise). Everything here is a pure function of arrays.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -106,6 +106,45 @@ def top_k(scores: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     order = np.argsort(-scores, axis=1, kind='stable')[:, :k]
     return order, np.take_along_axis(scores, order, axis=1)
+
+
+def top_concepts(
+    embeddings: np.ndarray,
+    rows: np.ndarray,
+    caption_emb: Optional[np.ndarray],
+    concept_emb: np.ndarray,
+    weight_text: TextWeight,
+    k: int,
+    block_rows: int = 65536,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``top_k`` of ``score_concepts`` for crops ``embeddings[rows]`` (with caption embeddings
+    ``caption_emb``, row-aligned with ``rows``; None without captions), a block of rows at a
+    time, so that memory does not grow with the number of crops (both inputs may be
+    memory-mapped).
+
+    Without a caption the text term has nothing to add: the score is cos(image, concept),
+    whatever ``weight_text`` says, and the agreement is NaN.
+
+    Returns:
+        (top concept indices (n, k), their scores (n, k), text weight (n,), cos(image, caption) (n,)).
+    """
+    n, k = len(rows), min(k, len(concept_emb))
+    order = np.zeros((n, k), np.int64)
+    values = np.zeros((n, k), np.float32)
+    weights = np.zeros(n, np.float32)
+    agreement = np.full(n, np.nan, np.float32)
+    for start in range(0, n, block_rows):
+        block = slice(start, min(start + block_rows, n))
+        image_emb = np.asarray(embeddings[rows[block]], np.float32)
+        if caption_emb is None:
+            scores, weights[block], _ = score_concepts(image_emb, np.zeros_like(image_emb), concept_emb, 0.0)
+        else:
+            caption_block = np.asarray(caption_emb[block], np.float32)
+            scores, weights[block], agreement[block] = score_concepts(
+                image_emb, caption_block, concept_emb, weight_text
+            )
+        order[block], values[block] = top_k(scores, k)
+    return order, values, weights, agreement
 
 
 def assign_groups(top_concepts: Sequence[str], vocabulary: ConceptVocabulary) -> list:

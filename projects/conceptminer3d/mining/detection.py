@@ -117,9 +117,10 @@ class YoloDetector:
         self.class_names: Dict[int, str] = {int(k): v for k, v in self.model.names.items()}
         self.classes = self._class_ids(classes)
         # Set the predictor up now, on a dummy image, so that its thread reset happens here,
-        # is undone here, and every real batch runs with the thread count we want.
+        # is undone here, and every real batch runs with the thread count we want. At the
+        # smallest input size (one stride): a full-size dummy forward costs a real image's time.
         with keep_torch_threads(num_threads):
-            self._predict([np.zeros((32, 32, 3), np.uint8)])
+            self._predict([np.zeros((32, 32, 3), np.uint8)], imgsz=32)
 
     @classmethod
     def check_available(cls, model: str = 'yolov8l.pt', allow_download: bool = False, **_other_args) -> str:
@@ -141,13 +142,13 @@ class YoloDetector:
                 ids.append(int(c))
         return ids
 
-    def _predict(self, images_bgr: List[np.ndarray]):
+    def _predict(self, images_bgr: List[np.ndarray], imgsz: Optional[int] = None):
         return self.model.predict(
             images_bgr,
             conf=self.conf,
             iou=self.iou,
             max_det=self.max_det,
-            imgsz=self.imgsz,
+            imgsz=imgsz or self.imgsz,
             device=_ultralytics_device(self.device),
             quantize=16 if self.half else None,  # 'half' is deprecated since ultralytics 8.4
             classes=self.classes,

@@ -17,13 +17,16 @@ therefore
    only at a coarser scale (k neighbours among m reference crops cover about k N / m
    crops), which suits the search for *rare* objects: a cluster much smaller than N / m
    crops counts as rare;
-3. computes the distances as ``||r||^2 - 2 q.r`` with one float32 matrix product per chunk
-   of queries (``||q||^2`` is constant per query and is added only to the k selected
-   values), and finds the k smallest with a block-minimum pre-selection followed by
-   ``np.argpartition`` on ~sqrt(m k) candidates (argpartition over all m columns costs
-   more than the matrix product). Memory is bounded by ``chunk_size x n_reference`` per
-   worker; chunks run on ``n_jobs`` threads (:func:`parallel_map`: numpy and
-   single-threaded BLAS release the GIL).
+3. ranks the reference by ``||r||^2 - 2 q.r`` with one float32 matrix product per chunk
+   of queries (``||q||^2`` is constant per query), finds the k smallest with a
+   block-minimum pre-selection followed by ``np.argpartition`` on ~sqrt(m k) candidates
+   (argpartition over all m columns costs more than the matrix product), and computes the
+   k selected distances again in float64 from the coordinates. BLAS sums a row's products
+   in an order that depends on where the row sits in the matrix, so the float32 values of
+   one crop differ by ~1e-7 between two orderings of the same crops; the float64 ones do
+   not (scikit-learn's sample-order invariance check). Memory is bounded by
+   ``chunk_size x n_reference`` per worker; chunks run on ``n_jobs`` threads
+   (:func:`parallel_map`: numpy and single-threaded BLAS release the GIL).
 
 When the data fit in the reference (N <= ``n_reference``) and are not reduced
 (``n_components=None`` or >= the embedding size), the search is exact.
@@ -47,9 +50,9 @@ from threadpoolctl import threadpool_limits
 __all__ = ['CentredProjection', 'ReferenceNeighbours', 'parallel_map', 'row_blocks']
 
 # A neighbour whose squared distance is below this fraction of the squared norms is checked
-# for being a bit-identical copy of the query. The float32 expansion ||q||^2 + ||r||^2 - 2q.r
-# leaves ~1e-7 relative error, so a true copy is always caught; a false candidate only costs
-# an exact comparison.
+# for being a bit-identical copy of the query. A copy's projected coordinates can still differ
+# from the query's in the last float32 bit, so a tolerance catches it; a false candidate only
+# costs an exact comparison.
 _COPY_CANDIDATE_RTOL = 1e-4
 # Padding value for reference columns that only round the reference up to whole blocks.
 _FAR_AWAY = np.float32(np.finfo(np.float32).max / 16)
@@ -82,6 +85,7 @@ class CentredProjection:
             # Fix the sign of each axis so the projection does not depend on LAPACK.
             signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(n_components)])
             self.components = np.ascontiguousarray(components * signs, dtype=np.float32)
+
         self.mean32 = self.mean.astype(np.float32)
 
     def transform(self, block: np.ndarray) -> np.ndarray:
@@ -115,6 +119,7 @@ class ReferenceNeighbours:
         self.raw = np.ascontiguousarray(reference_raw, dtype=np.float32)
         self.projection = projection
         projected = projection.transform(self.raw)
+        self.projected = projected
         self.size = projected.shape[0]
         self.squared_norms = np.einsum('ij,ij->i', projected, projected)
         self.max_squared_norm = float(self.squared_norms.max())
@@ -185,8 +190,11 @@ class ReferenceNeighbours:
         partial_sq = augmented_queries @ self._augmented_for_blocks(block_size * n_blocks).T
 
         indices = self._select_smallest(partial_sq, n_select)
-        squared = np.take_along_axis(partial_sq, indices, axis=1) + query_sq[:, None]
-        np.maximum(squared, 0.0, out=squared)  # rounding can push ~0 slightly negative
+        queries64 = queries.astype(np.float64)
+        squared = np.empty(indices.shape, dtype=np.float64)
+        for j in range(n_select):
+            difference = queries64 - self.projected[indices[:, j]]
+            squared[:, j] = np.einsum('ij,ij->i', difference, difference)
 
         # Drop one column per row: the query's copy if the reference holds one, otherwise
         # the farthest of the n_select.

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
 from .assembly import crops_from_cache, frame_skips, frames_table_from_cache
 from .cache import ITEM_POSITION, ItemCache
-from .concepts import ConceptVocabulary, assign_groups, score_concepts, top_k, validate_text_weight
+from .concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
     CROP_SCHEMA,
@@ -344,8 +344,10 @@ class MiningPipeline:
         done = [item for item in selected_items if item in found]  # a crop whose image broke since is a skip
         if not done:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, self.embedder.embedding_dim), np.float32)
-        captions, caption_emb = cache.gather(done, found, 'captions', with_array=True)
-        return captions.cast(CAPTION_SCHEMA), caption_emb.astype(np.float32, copy=False)
+        # Scratch (scored, not an output), named like a partial output so a killed run's is removed.
+        scratch = os.path.join(self.work_dir, f'caption_embeddings.npy.tmp-{os.getpid()}.npy')
+        captions, caption_emb = cache.gather(done, found, 'captions', array_path=scratch)
+        return captions.cast(CAPTION_SCHEMA), caption_emb
 
     def _caption_missing(self, todo: pa.Table, items: List[str], cache: ItemCache, first_shard: int) -> None:
         """Caption this process's batches of ``todo`` (sorted by frame); batch ``j`` is cache
@@ -392,15 +394,14 @@ class MiningPipeline:
         selected = captions if self.captions_on else crops.filter(crops.column('caption_selected'))
         rows_idx = pc.index_in(selected.column('crop_id'), value_set=crops.column('crop_id')).to_numpy()
         rows_idx = rows_idx.astype(np.int64, copy=False)
-        image_emb = embeddings[rows_idx] if len(rows_idx) else np.zeros((0, concept_emb.shape[1]), np.float32)
-        if self.captions_on:
-            scores, weights, agreement = score_concepts(image_emb, caption_emb, concept_emb, self.weight_text)
-        else:
-            # Without a caption the text term has nothing to add: a text weight of 0 (a zero
-            # caption embedding is never read) leaves cos(image, concept), whatever weight_text says.
-            scores, weights, _ = score_concepts(image_emb, np.zeros_like(image_emb), concept_emb, 0.0)
-            agreement = np.full(len(rows_idx), np.nan, np.float32)
-        order, values = top_k(scores, int(self.cfg.concepts.get('top_k', 5)))
+        order, values, weights, agreement = top_concepts(
+            embeddings,
+            rows_idx,
+            caption_emb if self.captions_on else None,
+            concept_emb,
+            self.weight_text,
+            int(self.cfg.concepts.get('top_k', 5)),
+        )
         top_names = np.asarray(self.vocabulary.concepts, dtype=object)[order]
         keys = crops.take(pa.array(rows_idx))
         groups = assign_groups(top_names[:, 0], self.vocabulary)
@@ -430,6 +431,8 @@ class MiningPipeline:
         crops = self.find_outliers(crops, embeddings)
         captions, caption_emb = self.caption(crops, detection_key)
         concepts = self.score(crops, embeddings, captions, caption_emb)
+        if isinstance(caption_emb, np.memmap):
+            os.remove(caption_emb.filename)
 
         write_mining_tables(self.work_dir, frames_table, crops, embeddings, captions, concepts)
         self.executor.close()

@@ -10,8 +10,10 @@ world of their own, cached (``tools/train_toy_mining_models.py``), with ``traine
 """
 
 from .random_init import (
+    QWEN2_VL_2B_ARCHITECTURE,
     TOY_MODEL_FILES,
     TOY_MODELS_VERSION,
+    build_random_qwen2_vl_2b,
     build_toy_blip,
     build_toy_clip,
     build_toy_models,
@@ -28,11 +30,13 @@ from .trained import (
 )
 
 __all__ = [
+    'QWEN2_VL_2B_ARCHITECTURE',
     'TOY_MODEL_FILES',
     'TOY_MODELS_VERSION',
     'TRAINED_TOY_MODEL_FILES',
     'TRAINED_TOY_MODELS_VERSION',
     'TrainedToyModelsSpec',
+    'build_random_qwen2_vl_2b',
     'build_toy_blip',
     'build_toy_clip',
     'build_toy_models',

@@ -10,7 +10,8 @@ real formats, so tests and demos run the same loading and inference code as real
 
 Their outputs are meaningless but deterministic, image-dependent, and shaped like the real
 ones. ``build_toy_models(out_dir)`` writes all four and returns their paths;
-``configs/mining/toy.py`` names the same files.
+``configs/mining/toy.py`` names the same files. ``build_random_qwen2_vl_2b`` writes the default
+captioner's full architecture with random weights, for timing it without its download.
 
 ultralytics, open_clip, tokenizers and transformers are imported inside the builder that
 needs them: each takes seconds to import, and most callers build nothing.
@@ -32,6 +33,8 @@ from ..mining.captioning import DEFAULT_QWEN2VL_PROMPT
 __all__ = [
     'TOY_MODEL_FILES',
     'TOY_MODELS_VERSION',
+    'QWEN2_VL_2B_ARCHITECTURE',
+    'build_random_qwen2_vl_2b',
     'build_toy_blip',
     'build_toy_clip',
     'build_toy_models',
@@ -217,8 +220,43 @@ def _keep_word_outputs(lm_head: torch.nn.Linear, tokenizer, keep_ids) -> None:
         lm_head.weight[~keep] = 0
 
 
-def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
-    """A tiny Qwen2-VL and its processor, saved with ``save_pretrained`` in ``directory``."""
+# Architectures for ``_build_qwen2_vl``: the language model (head_dim / 2 = sum of the mrope
+# sections) and the vision tower.
+_TOY_QWEN2_VL = dict(
+    text=dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        mrope_section=[2, 3, 3],
+    ),
+    vision=dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2),
+)
+# Qwen/Qwen2-VL-2B-Instruct's published config.json: a Qwen2-1.5B language model and a
+# 32-block ViT (about 2.2 B parameters together). Random weights cost what the real ones do.
+QWEN2_VL_2B_ARCHITECTURE = dict(
+    text=dict(
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        vocab_size=151936,
+        mrope_section=[16, 24, 24],
+    ),
+    vision=dict(depth=32, embed_dim=1280, num_heads=16, mlp_ratio=4),
+)
+
+
+def _build_qwen2_vl(directory: str, seed: int, architecture: dict, dtype: torch.dtype, keep_ids) -> None:
+    """A random Qwen2-VL of ``architecture`` with the toy tokenizer and Qwen's processor and
+    chat template, saved with ``save_pretrained``. Only the toy words and ``keep_ids`` (names
+    of special tokens) can be generated."""
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
@@ -230,28 +268,20 @@ def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
         video_processor=Qwen2VLVideoProcessor(),
         chat_template=QWEN2VL_CHAT_TEMPLATE,
     )
-    hidden, heads = 32, 2  # head_dim 16: the mrope sections below must sum to head_dim / 2
+    text = dict(architecture['text'])
+    mrope_section = text.pop('mrope_section')
+    text.setdefault('vocab_size', len(tokenizer))
     config = Qwen2VLConfig(
         text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=hidden,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=heads,
-            num_key_value_heads=1,
-            max_position_embeddings=4096,
-            tie_word_embeddings=False,
-            rope_parameters={'rope_type': 'default', 'rope_theta': 1e6, 'mrope_section': [2, 3, 3]},
+            text,
+            rope_parameters={'rope_type': 'default', 'rope_theta': 1e6, 'mrope_section': mrope_section},
             bos_token_id=ids['<|endoftext|>'],
             eos_token_id=ids['<|im_end|>'],
             pad_token_id=ids['<|endoftext|>'],
         ),
         vision_config=dict(
-            depth=2,
-            embed_dim=32,
-            hidden_size=hidden,
-            num_heads=2,
-            mlp_ratio=2,
+            architecture['vision'],
+            hidden_size=text['hidden_size'],
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
@@ -260,14 +290,34 @@ def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
         video_token_id=ids['<|video_pad|>'],
         vision_start_token_id=ids['<|vision_start|>'],
         vision_end_token_id=ids['<|vision_end|>'],
-        tie_word_embeddings=False,
+        tie_word_embeddings=text['tie_word_embeddings'],
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).eval()
-    _keep_word_outputs(model.lm_head, tokenizer, keep_ids=[ids['<|im_end|>']])
+    _keep_word_outputs(model.lm_head, tokenizer, keep_ids=[ids[name] for name in keep_ids])
     model.generation_config.do_sample = False
-    model.save_pretrained(directory)
+    model.to(dtype).save_pretrained(directory)
     processor.save_pretrained(directory)
+
+
+def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
+    """A tiny Qwen2-VL and its processor, saved with ``save_pretrained`` in ``directory``."""
+    _build_qwen2_vl(directory, seed, _TOY_QWEN2_VL, torch.float32, keep_ids=['<|im_end|>'])
+
+
+def build_random_qwen2_vl_2b(directory: str, seed: int = 0) -> str:
+    """Qwen2-VL-2B-Instruct's architecture with random weights (saved in bfloat16, about
+    4.4 GB), for timing the default captioner without its download: ``captioner.model`` may
+    name ``directory``. Its captions never end early (the end token cannot be generated), so
+    every caption is ``max_new_tokens`` long: the slowest case. The tokenizer is the toy
+    one, which changes no compute: the output layer still scores all 151,936 tokens."""
+    if not os.path.isfile(os.path.join(directory, 'config.json')):
+        staging = f'{directory}.partial-{os.getpid()}'
+        shutil.rmtree(staging, ignore_errors=True)
+        with torch.random.fork_rng(devices=[]):
+            _build_qwen2_vl(staging, seed, QWEN2_VL_2B_ARCHITECTURE, torch.bfloat16, keep_ids=[])
+        os.rename(staging, directory)
+    return os.path.abspath(directory)
 
 
 # --------------------------------------------------------------------------- BLIP

@@ -65,14 +65,14 @@ def main():
         f'peak RSS {pipe["peak_rss_mb"]:.0f} MB'
     )
     print(
-        f'bare script process (the two models alone, imports and building included: '
+        f'bare script process (detection and embedding alone, imports and building included: '
         f'tools/benchmark_bare_models.py) {pipe["bare_script_s"]:.2f} s ({pipe["bare_script_overhead_pct"]:+.1f}% over '
         f'bare compute); tools/mine.py {pipe["process_vs_bare_script_pct"]:+.1f}% over it'
     )
     projection = pipe['nuscenes_train_projection']
     print(
         f'projected to nuScenes train ({projection["images"]:,} images, at this run\'s crops per image and '
-        f'captioned share): {projection["total_hours"]:.1f} h, bound by {projection["bound_by"]} '
+        f'captioned share): {projection["total_hours"]:.1f} h, bound by {projection["bound_by"]}; '
         + ', '.join(f'{name} {h:.1f} h' for name, h in projection['hours'].items())
     )
 

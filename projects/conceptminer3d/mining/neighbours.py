@@ -23,8 +23,9 @@ therefore
    (argpartition over all m columns costs more than the matrix product), and computes the
    k selected distances again in float64 from the coordinates. BLAS sums a row's products
    in an order that depends on where the row sits in the matrix, so the float32 values of
-   one crop differ by ~1e-7 between two orderings of the same crops; the float64 ones do
-   not (scikit-learn's sample-order invariance check). Memory is bounded by
+   one crop differ by ~1e-7 between two orderings of the same crops; the float64 ones from
+   the same coordinates do not (scikit-learn's sample-order invariance check, where the
+   projection is the centring alone; a PCA projection is itself a float32 product). Memory is bounded by
    ``chunk_size x n_reference`` per worker; chunks run on ``n_jobs`` threads
    (:func:`parallel_map`: numpy and single-threaded BLAS release the GIL).
 
@@ -85,7 +86,6 @@ class CentredProjection:
             # Fix the sign of each axis so the projection does not depend on LAPACK.
             signs = np.sign(components[np.abs(components).argmax(axis=0), np.arange(n_components)])
             self.components = np.ascontiguousarray(components * signs, dtype=np.float32)
-
         self.mean32 = self.mean.astype(np.float32)
 
     def transform(self, block: np.ndarray) -> np.ndarray:

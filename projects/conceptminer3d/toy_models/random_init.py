@@ -306,11 +306,12 @@ def build_toy_qwen2_vl(directory: str, seed: int = 0) -> None:
 
 
 def build_random_qwen2_vl_2b(directory: str, seed: int = 0) -> str:
-    """Qwen2-VL-2B-Instruct's architecture with random weights (saved in bfloat16, about
-    4.4 GB), for timing the default captioner without its download: ``captioner.model`` may
-    name ``directory``. Its captions never end early (the end token cannot be generated), so
-    every caption is ``max_new_tokens`` long: the slowest case. The tokenizer is the toy
-    one, which changes no compute: the output layer still scores all 151,936 tokens."""
+    """Qwen2-VL-2B-Instruct's architecture with random weights (saved in bfloat16: 4.2 GiB),
+    for timing the default captioner without its download: ``captioner.model`` may name
+    ``directory``. Its captions never end early (the end token cannot be generated), so every
+    caption is ``max_new_tokens`` long: the slowest case. The tokenizer is the toy one: the
+    output layer still scores all 151,936 tokens, and the prompt splits into somewhat more
+    tokens than Qwen's own tokenizer makes of it (a slightly longer prefill)."""
     if not os.path.isfile(os.path.join(directory, 'config.json')):
         staging = f'{directory}.partial-{os.getpid()}'
         shutil.rmtree(staging, ignore_errors=True)

@@ -306,13 +306,8 @@ def run_pipeline_benchmark(
         process.update(run_bare_script_benchmark(bare_script, paths, detector, embedder, pipeline.threads, work_dir))
         process['bare_script_overhead_pct'] = round(100.0 * (process['bare_script_s'] - bare) / bare, 1)
         if 'process_s' in process:
-            script_s, fresh_compute_s = process['bare_script_s'], process['bare_script_model_s']
+            script_s = process['bare_script_s']
             process['process_vs_bare_script_pct'] = round(100.0 * (process['process_s'] - script_s) / script_s, 1)
-            # The same model calls timed in a fresh process, where they run faster than in
-            # this one (which holds the pipeline run's state): the stricter reference.
-            process['process_vs_fresh_compute_pct'] = round(
-                100.0 * (process['process_s'] - fresh_compute_s) / fresh_compute_s, 1
-            )
     return dict(
         frames=len(frames),
         crops=n_crops,

@@ -10,22 +10,17 @@ looks for a module, so mining does not pay for importing mmdet3d's datasets and 
 import importlib
 
 from .compat import apply_compat_shims
-from .registry import register_training_modules
+from .registry import TRAINING_MODULES, register_training_modules
 
 apply_compat_shims()
 register_training_modules()
 
 __version__ = '0.1.0'
 
-_TRAINING_MODULES = dict(
-    SubsetCBGSDataset='datasets',
-    SubsetNuScenesDataset='datasets',
-    DataMiningHook='hooks',
-    RareConceptSampler='samplers',
-)
+_MODULE_OF_CLASS = {name: location for _, location, names in TRAINING_MODULES for name in names}
 
 
 def __getattr__(name):
-    if name in _TRAINING_MODULES:
-        return getattr(importlib.import_module(f'.{_TRAINING_MODULES[name]}', __name__), name)
+    if name in _MODULE_OF_CLASS:
+        return getattr(importlib.import_module(_MODULE_OF_CLASS[name]), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

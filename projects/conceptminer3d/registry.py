@@ -24,25 +24,26 @@ def build_component(registry: Registry, cfg, default_args=None):
         return registry.build(cfg, default_args=default_args)
 
 
-# The training-side modules, by the mmdet3d registry they register in. The datasets subclass
-# mmdet3d's, whose import pulls in mmdet's models (seconds of start-up that ``tools/mine.py``
-# never needs), so they are registered the way mmdet3d registers its own modules: as a location
-# the registry imports the first time it is searched.
-TRAINING_MODULE_LOCATIONS = (
-    ('DATASETS', 'conceptminer3d.datasets'),
-    ('DATA_SAMPLERS', 'conceptminer3d.samplers'),
-    ('HOOKS', 'conceptminer3d.hooks'),
+# The training-side modules: the mmdet3d registry each registers in, where it lives, and the
+# classes it defines. The datasets subclass mmdet3d's, whose import pulls in mmdet's models
+# (seconds of start-up that ``tools/mine.py`` never needs), so they are registered the way
+# mmdet3d registers its own modules: as a location the registry imports the first time it is
+# searched.
+TRAINING_MODULES = (
+    ('DATASETS', 'conceptminer3d.datasets', ('SubsetCBGSDataset', 'SubsetNuScenesDataset')),
+    ('DATA_SAMPLERS', 'conceptminer3d.samplers', ('RareConceptSampler',)),
+    ('HOOKS', 'conceptminer3d.hooks', ('DataMiningHook',)),
 )
 
 
 def register_training_modules() -> None:
-    """Make ``SubsetCBGSDataset``, ``SubsetNuScenesDataset``, ``RareConceptSampler`` and
-    ``DataMiningHook`` findable in mmdet3d's registries, importing them on first search."""
+    """Make the classes of ``TRAINING_MODULES`` findable in mmdet3d's registries, importing
+    their modules on first search."""
     import importlib
 
     import mmdet3d.registry
 
-    for registry_name, location in TRAINING_MODULE_LOCATIONS:
+    for registry_name, location, _ in TRAINING_MODULES:
         registry = getattr(mmdet3d.registry, registry_name)
         # mmengine reads a registry's locations once, at its first search (Registry._imported);
         # one searched already will not read them again.

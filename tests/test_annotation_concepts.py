@@ -53,11 +53,12 @@ def annotation_run(toy_world, tmp_path_factory):
     return work_dir, manifest
 
 
-def _reference(root, work_dir, min_size):
+def _reference(root, work_dir, min_size, valid_only):
     """(sample token, camera) → {instance index: (class, box, box exact)} from ``cam_instances``,
-    matched to ``instances`` by the box centre in camera coordinates; and the (sample token,
-    camera, instance index) of the boxes that reach behind the camera, whose 2D box the
-    converter gets from the corners in front only (or drops, when the centre is behind)."""
+    matched to ``instances`` by the box centre in camera coordinates (only the instances with
+    ``bbox_3d_isvalid`` when ``valid_only``); and the (sample token, camera, instance index) of
+    the boxes that reach behind the camera, whose 2D box the converter gets from the corners in
+    front only (or drops, when the centre is behind)."""
     from mmdet3d.structures import LiDARInstance3DBoxes
 
     infos = _infos(root)
@@ -79,6 +80,8 @@ def _reference(root, work_dir, min_size):
             for ci in cam_instances:
                 index = int(np.argmin(np.linalg.norm(in_cam - np.asarray(ci['bbox_3d'][:3]), axis=1)))
                 assert np.allclose(in_cam[index], ci['bbox_3d'][:3], atol=1e-3), 'no 3D instance for a 2D box'
+                if valid_only and not info['instances'][index]['bbox_3d_isvalid']:
+                    continue
                 raw = ci['bbox']
                 x1, y1, x2, y2 = max(raw[0], 0), max(raw[1], 0), min(raw[2], width), min(raw[3], height)
                 if x2 <= x1 or y2 <= y1:  # in the converter's 1600×900 canvas, not in this image
@@ -101,7 +104,7 @@ def test_every_instance_in_view_gives_one_concept_named_by_its_class(annotation_
     work_dir, manifest = annotation_run
     cfg = Config.fromfile(CONFIG)
     crops, concepts = _read(work_dir, 'crops.parquet'), _read(work_dir, 'concepts.parquet')
-    expected, cut_by_camera = _reference(toy_world[0], work_dir, cfg.crops.min_size)
+    expected, cut_by_camera = _reference(toy_world[0], work_dir, cfg.crops.min_size, cfg.concept_source.valid_only)
     assert sum(map(len, expected.values())) > 100, 'the toy world should put plenty of boxes in view'
     assert list(crops.crop_id) == list(concepts.crop_id) and crops.crop_id.is_unique
     got = {key: group.set_index('crop_index') for key, group in crops.groupby(['sample_token', 'camera'])}
@@ -136,7 +139,8 @@ def test_every_instance_in_view_gives_one_concept_named_by_its_class(annotation_
 def test_counts_per_class_match_the_instances_in_view(annotation_run, toy_world):
     work_dir, manifest = annotation_run
     concepts = _read(work_dir, 'concepts.parquet')
-    expected, cut_by_camera = _reference(toy_world[0], work_dir, Config.fromfile(CONFIG).crops.min_size)
+    cfg = Config.fromfile(CONFIG)
+    expected, cut_by_camera = _reference(toy_world[0], work_dir, cfg.crops.min_size, cfg.concept_source.valid_only)
     per_class = Counter(name for boxes in expected.values() for name, _, _ in boxes.values())
     # Boxes reaching behind a camera that the converter dropped (the test above checks them).
     in_reference = {(*key, index) for key, boxes in expected.items() for index in boxes}
@@ -146,7 +150,12 @@ def test_counts_per_class_match_the_instances_in_view(annotation_run, toy_world)
     assert manifest['counts']['concepts_per_class'] == dict(sorted(per_class.items()))
     infos = _infos(toy_world[0])
     names = {label: name for name, label in infos['metainfo']['categories'].items()}
-    in_pickle = Counter(names[int(i['bbox_label_3d'])] for info in infos['data_list'] for i in info['instances'])
+    in_pickle = Counter(
+        names[int(i['bbox_label_3d'])]
+        for info in infos['data_list']
+        for i in info['instances']
+        if i['bbox_3d_isvalid'] or not cfg.concept_source.valid_only
+    )
     assert manifest['counts']['instances_per_class'] == dict(sorted(in_pickle.items()))
     frames = _read(work_dir, 'frames.parquet')
     assert manifest['counts']['crops'] == len(concepts) == frames.num_crops.sum()

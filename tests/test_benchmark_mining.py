@@ -38,3 +38,23 @@ def test_bare_script_detects_what_the_pipeline_detects(toy_world, session_mining
     projection = result['nuscenes_train_projection']
     assert set(projection['hours']) == {'detect', 'embed'} and projection['bound_by'] in projection['hours']
     assert projection['images'] == 28_130 * 6
+
+
+def test_selection_benchmark_builds_what_a_mining_dir_of_that_size_asks_for(tmp_path):
+    """The synthetic nuScenes-size mining dir, shrunk: the subset stage reads it like a real run's."""
+    import pyarrow.parquet as pq
+
+    from conceptminer3d.benchmarks import make_synthetic_mining_dir, run_selection_benchmark
+    from conceptminer3d.subsets import SubsetSpec
+
+    mining_dir = str(tmp_path / 'mining')
+    train_pkl = make_synthetic_mining_dir(mining_dir, samples=300, scenes=12, crops=6000, embedding_dim=8)
+    concepts = pq.read_table(os.path.join(mining_dir, 'concepts.parquet')).to_pandas()
+    crops = pq.read_table(os.path.join(mining_dir, 'crops.parquet')).to_pandas()
+    assert len(concepts) == len(crops) == 6000 and crops.crop_id.is_unique
+    assert list(concepts.crop_id) == list(crops.crop_id)
+    assert 0.03 < (concepts.group == 'Target').mean() < 0.07
+    rows = run_selection_benchmark(mining_dir, train_pkl, [SubsetSpec(), SubsetSpec(unit='scene', selection='ranked')])
+    assert [r['subset'] for r in rows] == ['random10_target10', 'random10_target10_ranked']
+    assert rows[0]['selected'] == 60 and rows[0]['target_slots'] == 30
+    assert rows[1]['selected'] >= 30 and rows[1]['peak_rss_mb'] > 0

@@ -182,3 +182,24 @@ def test_browser_shows_why_a_sample_was_chosen(mined, report, tmp_path):
     chosen = [c for c in sample['crops'] if c['group'] == 'Target' and c['concept'] == sample['concept']]
     assert dom.count('class="box chosen"') == len(chosen) > 0
     assert f'<b>{sample["concept"]}</b>' in dom
+
+
+def test_report_shows_the_selection_measure_and_says_when_it_is_stale(toy_world, mined, report):
+    from conceptminer3d.subsets import SubsetSpec, build_subsets
+    from conceptminer3d.subsets.evaluation import evaluate_selection
+
+    with open(report['path']) as f:
+        assert 'Not measured: <code>tools/evaluate_selection.py' in f.read()
+    evaluation = evaluate_selection(mined, draws=50)
+    path = build_report(mined, max_map_points=500, progress=False)['path']
+    with open(path) as f:
+        html = f.read()
+    table = html[html.index('<table id="selection-eval">') :]
+    for name, s in evaluation['subsets'].items():
+        rare = s['groups']['rare']['instances']
+        assert f'<tr><td>{name}</td><td>{s["samples"]}</td><td>{rare["value"]}</td>' in table
+    assert 'class="stale"' not in html
+    # the subsets redrawn with another seed: the table no longer describes them, and says so
+    build_subsets(mined, os.path.join(toy_world[0], 'nuscenes_infos_train.pkl'), SubsetSpec(seed=5))
+    with open(build_report(mined, max_map_points=500, progress=False)['path']) as f:
+        assert 'class="stale"' in f.read()

@@ -140,7 +140,7 @@ def test_gt_database_holds_only_subset_objects(toy_world, built):
 def test_scene_mode_keeps_whole_scenes(toy_world, train_mining, tmp_path):
     root, _ = toy_world
     manifest = build_subsets(
-        train_mining, os.path.join(root, TRAIN), SubsetSpec(0.2, 0.2, 'scene', 0), out_dir=str(tmp_path)
+        train_mining, os.path.join(root, TRAIN), SubsetSpec(0.2, 0.2, 'scene', 0, 'ranked'), out_dir=str(tmp_path)
     )
     frames = pq.read_table(os.path.join(train_mining, 'frames.parquet')).to_pandas()
     scene_size = frames.drop_duplicates('sample_token').groupby('scene_token').size()
@@ -189,14 +189,16 @@ def test_names_say_the_rule_and_the_size():
         'random20',
         'coreset20',
     )
+    assert SubsetSpec().selection == 'coverage', 'the default rule carries no suffix'
     assert SubsetSpec(selection='uniform').name == 'random10_target10_uniform'
-    assert SubsetSpec(0.2, 0.1, concept_quota=True).name == 'random10_target20_quota'
-    assert SubsetSpec(0.2, 0.1, concept_quota=True).coreset_name == 'coreset30'
+    assert SubsetSpec(selection='ranked').name == 'random10_target10_ranked'
+    assert SubsetSpec(0.2, 0.1, selection='ranked', concept_quota=True).name == 'random10_target20_ranked_quota'
+    assert SubsetSpec(0.2, 0.1, selection='ranked', concept_quota=True).coreset_name == 'coreset30'
 
 
 def test_ranked_selection_needs_scores():
     with pytest.raises(ValueError, match='target_scores'):
-        select_mined({0: {'Target'}}, ['s'] * 10, SubsetSpec())
+        select_mined({0: {'Target'}}, ['s'] * 10, SubsetSpec(selection='ranked'))
 
 
 def test_selection_is_a_pure_function_of_groups():
@@ -255,13 +257,15 @@ def test_build_subsets_tool_takes_its_defaults_from_subset_spec(toy_world, train
             str(tmp_path),
             '--seed',
             '3',
+            '--selection',
+            'ranked',
             '--concept-quota',
         ],
         check=True,
         capture_output=True,
     )
     with open(os.path.join(tmp_path, SUBSET_MANIFEST)) as f:
-        assert json.load(f)['spec'] == dataclasses.asdict(SubsetSpec(seed=3, concept_quota=True))
+        assert json.load(f)['spec'] == dataclasses.asdict(SubsetSpec(seed=3, selection='ranked', concept_quota=True))
 
 
 @pytest.fixture(scope='module')
@@ -353,7 +357,9 @@ def _target_entries(manifest):
 def test_ranked_target_slots_hold_the_strongest_rare_concepts(toy_world, train_mining, tmp_path):
     root, _ = toy_world
     expected = _expected_scores(_concepts(train_mining))
-    ranked = build_subsets(train_mining, os.path.join(root, TRAIN), SubsetSpec(), out_dir=str(tmp_path / 'r'))
+    ranked = build_subsets(
+        train_mining, os.path.join(root, TRAIN), SubsetSpec(selection='ranked'), out_dir=str(tmp_path / 'r')
+    )
     n_target = round(0.1 * ranked['num_train_samples'])
     assert len(expected) > n_target, 'the toy mining must offer more Target samples than slots for this test'
     picked = _target_entries(ranked)
@@ -385,7 +391,7 @@ def test_ranked_scene_mode_ranks_scenes_by_their_best_sample(toy_world, train_mi
     root, _ = toy_world
     expected = _expected_scores(_concepts(train_mining))
     manifest = build_subsets(
-        train_mining, os.path.join(root, TRAIN), SubsetSpec(0.2, 0.2, 'scene', 0), out_dir=str(tmp_path)
+        train_mining, os.path.join(root, TRAIN), SubsetSpec(0.2, 0.2, 'scene', 0, 'ranked'), out_dir=str(tmp_path)
     )
     frames = pq.read_table(os.path.join(train_mining, 'frames.parquet')).to_pandas()
     scene_of = frames.drop_duplicates('sample_token').set_index('sample_token').scene_token
@@ -465,11 +471,11 @@ def test_ranked_ties_fall_by_the_seed_not_by_dict_order():
     for seed in (0, 1):
         uniform = select_mined(groups, scenes, SubsetSpec(seed=seed, selection='uniform'))
         for given in (scores, backwards):
-            ranked = select_mined(groups, scenes, SubsetSpec(seed=seed), given)
+            ranked = select_mined(groups, scenes, SubsetSpec(seed=seed, selection='ranked'), given)
             assert (ranked.indices, ranked.reasons) == (uniform.indices, uniform.reasons)
     assert (
-        select_mined(groups, scenes, SubsetSpec(seed=0), scores).indices
-        != select_mined(groups, scenes, SubsetSpec(seed=1), scores).indices
+        select_mined(groups, scenes, SubsetSpec(seed=0, selection='ranked'), scores).indices
+        != select_mined(groups, scenes, SubsetSpec(seed=1, selection='ranked'), scores).indices
     )
 
 
@@ -483,9 +489,9 @@ def test_quota_splits_target_slots_evenly_and_passes_unused_shares_on():
         groups[i], scores[i] = {'Target'}, {'b': 0.5 - 0.01 * i}
     groups[25], scores[25] = {'Target'}, {'c': 0.1}
     scenes = [f's{i}' for i in range(120)]
-    plain = select_mined(groups, scenes, SubsetSpec(0.1, 0.1), scores)
+    plain = select_mined(groups, scenes, SubsetSpec(0.1, 0.1, selection='ranked'), scores)
     assert {c for c, _ in plain.chosen_by.values()} == {'a'}, 'without a quota the frequent concept fills every slot'
-    quota = select_mined(groups, scenes, SubsetSpec(0.1, 0.1, concept_quota=True), scores)
+    quota = select_mined(groups, scenes, SubsetSpec(0.1, 0.1, selection='ranked', concept_quota=True), scores)
     held = {}
     for concept, _ in quota.chosen_by.values():
         held[concept] = held.get(concept, 0) + 1
@@ -513,7 +519,7 @@ def test_quota_spreads_target_slots_across_concepts(toy_world, every_concept_a_t
     root, _ = toy_world
     concepts = _concepts(every_concept_a_target)
     candidates = concepts.groupby('top_concept').sample_token.agg(set)
-    spec = SubsetSpec(0.3, 0.1, concept_quota=True)
+    spec = SubsetSpec(0.3, 0.1, selection='ranked', concept_quota=True)
     quota = build_subsets(every_concept_a_target, os.path.join(root, TRAIN), spec, out_dir=str(tmp_path / 'q'))
     plain = build_subsets(
         every_concept_a_target,

@@ -44,6 +44,6 @@ concepts = dict(
     weight_text='adaptive',  # or a fixed number in [0, 1]
     top_k=5)
 # Last stage: subsets of the mined train pickle, under WORK_DIR/subsets/. Add SubsetSpec
-# fields here (target_ratio, random_ratio, unit, seed, selection, concept_quota) to change them; their defaults, the
+# fields here (target_ratio, random_ratio, unit, seed, selection, concept_quota, diversity) to change them; their defaults, the
 # "Random 10% + Target 10%" split, live in projects/conceptminer3d/subsets/selection.py.
 subsets = dict(dbinfos_file='nuscenes_dbinfos_train.pkl')  # relative to --data-root

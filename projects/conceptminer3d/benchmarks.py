@@ -1,5 +1,6 @@
 """Benchmarks of the mining stages (called by ``tools/benchmark_mining.py``): the whole
-pipeline on a slice of an info pickle, and the outlier stage on synthetic embeddings.
+pipeline on a slice of an info pickle, the outlier stage on synthetic embeddings, and the
+subset stage on a synthetic mining dir of nuScenes train's size (``tools/benchmark_selection.py``).
 
 The synthetic data stand in for CLIP crop embeddings: L2-normalised vectors that concentrate on a few
 clusters in a low-dimensional subspace (common object types seen from many viewpoints),
@@ -8,6 +9,7 @@ plus a planted fraction of outliers (rare objects) that lie away from every clus
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -33,6 +35,9 @@ from .subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_infos
 
 __all__ = [
     'NUSCENES_TRAIN_IMAGES',
+    'NUSCENES_TRAIN_SAMPLES',
+    'make_synthetic_mining_dir',
+    'run_selection_benchmark',
     'make_synthetic_embeddings',
     'project_stage_hours',
     'run_bare_script_benchmark',
@@ -367,3 +372,124 @@ def replicate_mining_run(work_dir: str, out_dir: str, copies: int) -> int:
     embeddings = np.load(os.path.join(work_dir, EMBEDDINGS_FILE), mmap_mode='r')
     np.save(os.path.join(out_dir, EMBEDDINGS_FILE), np.tile(embeddings, (copies, 1)))
     return len(embeddings) * copies
+
+
+NUSCENES_TRAIN_SAMPLES = 28_130
+NUSCENES_TRAIN_SCENES = 700
+_TARGET_SHARES = dict(truck=0.55, trailer=0.17, construction_vehicle=0.11, motorcycle=0.09, bicycle=0.08)
+
+
+def make_synthetic_mining_dir(
+    out_dir: str,
+    samples: int = NUSCENES_TRAIN_SAMPLES,
+    scenes: int = NUSCENES_TRAIN_SCENES,
+    crops: int = 3_000_000,
+    target_share: float = 0.05,
+    rare_share: float = 0.15,
+    embedding_dim: int = 0,
+    seed: int = 0,
+) -> str:
+    """A mining dir and train pickle of nuScenes train's size, for timing the subset stage.
+
+    Every crop is scored (as the annotation source does; the 2D pipeline scores only the
+    caption-selected ones, so this is the larger case); ``target_share`` of them are Target
+    crops of the default target concepts in nuScenes-like proportions, scores uniform in
+    [0.2, 0.9). ``embedding_dim`` 0 writes zero-width embeddings (no coreset, no diversity
+    clusters), else a memory-mapped float32 ``embeddings.npy`` of random unit vectors.
+
+    Returns:
+        str: the train pickle's path (``out_dir/nuscenes_infos_train.pkl``).
+    """
+    rng = np.random.default_rng(seed)
+    os.makedirs(out_dir, exist_ok=True)
+    tokens = np.array([f'{i:032x}' for i in range(samples)], dtype=object)
+    scene_of = np.array([f'scene{i:04d}' for i in np.sort(rng.integers(0, scenes, samples))], dtype=object)
+    cameras = np.array(
+        ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
+    )
+    frames = pa.table(
+        dict(
+            sample_token=np.repeat(tokens, len(cameras)),
+            scene_token=np.repeat(scene_of, len(cameras)),
+            camera=np.tile(cameras, samples),
+        )
+    )
+    pq.write_table(frames, os.path.join(out_dir, FRAMES_FILE))
+    position = np.sort(rng.integers(0, samples, crops))
+    camera = rng.integers(0, len(cameras), crops)
+    index = np.arange(crops) - np.searchsorted(position, position)  # running index within a sample
+    crop_ids = pa.array([f'{tokens[p]}/{cameras[c]}/{k}' for p, c, k in zip(position, camera, index)])
+    pq.write_table(
+        pa.table(dict(crop_id=crop_ids, sample_token=pa.array(tokens[position]))), os.path.join(out_dir, CROPS_FILE)
+    )
+    draw = rng.random(crops)
+    group = np.where(draw < target_share, 'Target', np.where(draw < target_share + rare_share, 'Rare', 'Common'))
+    targets = list(_TARGET_SHARES)
+    concept = np.where(
+        group == 'Target',
+        np.array(targets)[rng.choice(len(targets), crops, p=list(_TARGET_SHARES.values()))],
+        np.where(group == 'Rare', 'traffic_cone', 'car'),
+    )
+    pq.write_table(
+        pa.table(
+            dict(
+                crop_id=crop_ids,
+                sample_token=pa.array(tokens[position]),
+                top_concept=pa.array(concept),
+                top_score=pa.array(rng.uniform(0.2, 0.9, crops).astype(np.float32)),
+                group=pa.array(group),
+            )
+        ),
+        os.path.join(out_dir, CONCEPTS_FILE),
+    )
+    embeddings = np.lib.format.open_memmap(
+        os.path.join(out_dir, EMBEDDINGS_FILE), mode='w+', dtype=np.float32, shape=(crops, embedding_dim)
+    )
+    for start in range(0, crops if embedding_dim else 0, _GENERATION_BLOCK):
+        block = rng.standard_normal((min(_GENERATION_BLOCK, crops - start), embedding_dim)).astype(np.float32)
+        embeddings[start : start + len(block)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    embeddings.flush()
+    del embeddings
+    infos = dict(
+        metainfo=dict(categories={'car': 0}, dataset='nuscenes', version='v1.0-trainval', info_version='1.1'),
+        data_list=[dict(sample_idx=i, token=t, instances=[]) for i, t in enumerate(tokens)],
+    )
+    train_pkl = os.path.join(out_dir, 'nuscenes_infos_train.pkl')
+    with open(train_pkl, 'wb') as f:
+        pickle.dump(infos, f, protocol=4)
+    return train_pkl
+
+
+def run_selection_benchmark(mining_dir: str, train_pkl: str, specs) -> list[dict]:
+    """``build_subsets`` of each ``SubsetSpec`` in a process of its own (reading the tables,
+    selecting, the random baseline, the coreset when there are embeddings, writing the
+    pickles and the manifest): wall time and peak resident memory."""
+    rows = []
+    for spec in specs:
+        code = (
+            'import sys, time, json, resource\n'
+            'from conceptminer3d.subsets import SubsetSpec, build_subsets\n'
+            f'spec = SubsetSpec(**{dataclasses.asdict(spec)!r})\n'
+            'start = time.perf_counter()\n'
+            f'manifest = build_subsets({mining_dir!r}, {train_pkl!r}, spec)\n'
+            'print(json.dumps(dict(seconds=time.perf_counter() - start, selected=manifest["num_selected"],'
+            ' target=manifest["reasons"].get("target", 0),'
+            ' peak_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n'
+        )
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True, text=True,
+                             preexec_fn=_die_with_parent).stdout  # fmt: skip
+        wall = time.perf_counter() - start
+        inner = json.loads(out.strip().splitlines()[-1])
+        rows.append(
+            dict(
+                subset=spec.name,
+                unit=spec.unit,
+                process_s=round(wall, 2),
+                build_subsets_s=round(inner['seconds'], 2),
+                selected=inner['selected'],
+                target_slots=inner['target'],
+                peak_rss_mb=round(inner['peak_kib'] / 1024, 1),
+            )
+        )
+    return rows

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..subsets import subset_paths
+from ..subsets.evaluation import instance_kept
 
 __all__ = ['class_names', 'count_instances', 'train_datasets', 'train_set_stats']
 
@@ -63,9 +64,8 @@ def count_instances(
     counts: Counter = Counter()
     for info in infos['data_list']:
         for instance in info.get('instances', []):
-            kept = instance.get('bbox_3d_isvalid') if use_valid_flag else instance.get('num_lidar_pts', 0) > 0
             name = label_names.get(int(instance.get('bbox_label_3d', -1)))
-            if kept and name is not None:
+            if instance_kept(instance, use_valid_flag) and name is not None:
                 counts[name] += 1
     classes = list(classes) if classes is not None else [label_names[i] for i in sorted(label_names)]
     return dict(num_samples=len(infos['data_list']), instances={c: int(counts[c]) for c in classes})

@@ -34,6 +34,7 @@ from ..mining.contracts import (
     write_text_atomic,
 )
 from ..subsets import SUBSET_DIR, SUBSET_MANIFEST
+from ..subsets.evaluation import SELECTION_EVAL_FILE, is_current
 from .embedding_map import embedding_map, map_sample
 from .pages import render_index, render_sample_page
 from .thumbnails import thumbnail_name, write_thumbnails
@@ -104,6 +105,11 @@ def build_report(
     if os.path.isfile(os.path.join(work_dir, SUBSET_MANIFEST_PATH)):
         with open(os.path.join(work_dir, SUBSET_MANIFEST_PATH)) as f:
             subsets = json.load(f)
+    selection_eval = None
+    if os.path.isfile(os.path.join(work_dir, SELECTION_EVAL_FILE)):
+        with open(os.path.join(work_dir, SELECTION_EVAL_FILE)) as f:
+            selection_eval = json.load(f)
+        selection_eval['current'] = is_current(selection_eval, work_dir)
 
     frames = pq.read_table(os.path.join(work_dir, FRAMES_FILE)).to_pandas()
     path_of = dict(zip(zip(frames.sample_token, frames.camera), frames.img_path))
@@ -184,7 +190,7 @@ def build_report(
             sample, frame_crops, frames[frames.sample_token == sample['sample_token']], by_crop, out_dir
         )
         write_text_atomic(page, os.path.join(out_dir, selected[sample['sample_token']]))
-    write_text_atomic(render_index(data, subsets), os.path.join(out_dir, 'index.html'))
+    write_text_atomic(render_index(data, subsets, selection_eval), os.path.join(out_dir, 'index.html'))
 
     size = sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(out_dir) for f in files)
     return dict(

@@ -26,7 +26,55 @@ def _table(rows, header) -> str:
     return f'<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render_index(data: dict, subsets: Optional[dict]) -> str:
+def _selection_section(evaluation: Optional[dict]) -> str:
+    """The table of ``tools/evaluate_selection.py``: rare objects per subset against random draws."""
+    if evaluation is None:
+        return (
+            '<p>Not measured: <code>tools/evaluate_selection.py WORK_DIR</code> counts the rare 3D objects each '
+            'subset holds against random subsets of the same size (seconds, no training).</p>'
+        )
+    rows = []
+    for name, s in evaluation['subsets'].items():
+        rare = s['groups']['rare']['instances']
+        fp = s.get('false_positives') or {}
+        rows.append(
+            (
+                name,
+                s['samples'],
+                rare['value'],
+                f'{rare["ratio"]:.2f}×' if rare['ratio'] is not None else '',
+                f'{rare["percentile"]:.0f}',
+                f'{rare["random"]["mean"]:.0f} ({rare["random"]["low"]:.0f}–{rare["random"]["high"]:.0f})',
+                s['oracle']['rare_instances'],
+                s['oracle']['share_of_value'] if s['oracle']['share_of_value'] is not None else '',
+                f'{fp["false_positive"]} of {fp["slots"]}' if fp.get('slots') else '',
+            )
+        )
+    stale = (
+        ''
+        if evaluation.get('current')
+        else '<p class="stale">The subsets changed since this was measured: run '
+        '<code>tools/evaluate_selection.py</code> again.</p>'
+    )
+    classes = ', '.join(evaluation['rare_classes'])
+    header = [
+        'subset',
+        'samples',
+        'rare instances',
+        '× random',
+        'percentile',
+        f'random mean (95%, {evaluation["draws"]} draws)',
+        'label oracle',
+        'share of oracle value',
+        'Target slots on a distractor',
+    ]
+    return (
+        f'{stale}<p class="muted">3D instances of the rare classes ({escape(classes)}) in each subset, counted as '
+        'training keeps them.</p>' + _table(rows, header).replace('<table>', '<table id="selection-eval">', 1)
+    )
+
+
+def render_index(data: dict, subsets: Optional[dict], selection_eval: Optional[dict] = None) -> str:
     counts = data['counts']
     summary = [
         ('frames', counts.get('frames', 0)),
@@ -70,6 +118,7 @@ def render_index(data: dict, subsets: Optional[dict]) -> str:
 <div><h3>Top concepts</h3><canvas id="concept-chart" height="260"></canvas></div></div>
 <h3>3D instances per class: subset, random baseline and full train set</h3>
 <canvas id="instance-chart" height="120"></canvas>
+<h3>Rare objects caught by each subset</h3>{_selection_section(selection_eval)}
 <h3>Stage timings</h3>{_table(stages, ['stage', 'items', 'seconds', 'items/s'])}
 </section>
 <section id="map"><h2>Embedding map</h2>

@@ -1,16 +1,26 @@
-"""Mined training subsets ("Random r% + Target t%"), their random and coreset baselines, and their
-filtered GT databases.
+"""Mined training subsets ("Random r% + Target t%"), their random and coreset baselines, their
+filtered GT databases, and how many rare objects they hold (``evaluation``, from the 3D labels).
 
 Built on the mining package's tables (``mining.contracts``); the mining package never imports
 this one. ``conceptminer3d.apis.build_subsets_from_config`` joins the two.
 """
 
-from .builder import SUBSET_DIR, SUBSET_MANIFEST, build_subsets, subset_dbinfos, subset_infos, subset_paths
+from .builder import (
+    SUBSET_DIR,
+    SUBSET_MANIFEST,
+    build_subsets,
+    subset_dbinfos,
+    subset_infos,
+    subset_manifest_path,
+    subset_paths,
+)
+from .coverage import SqrtCoverage
 from .selection import SubsetSpec, select_coreset, select_mined, select_random
 
 __all__ = [
     'SUBSET_DIR',
     'SUBSET_MANIFEST',
+    'SqrtCoverage',
     'SubsetSpec',
     'build_subsets',
     'select_coreset',
@@ -18,5 +28,6 @@ __all__ = [
     'select_random',
     'subset_dbinfos',
     'subset_infos',
+    'subset_manifest_path',
     'subset_paths',
 ]

@@ -7,6 +7,7 @@ Under ``<work_dir>/subsets/``:
     nuscenes_dbinfos_train_<name>.pkl                GT database (ObjectSample) of each subset
     subset_manifest.json                             why each sample was chosen, counts vs full
                                                      (of the last build: its ``spec`` says which)
+    subset_manifest_<name>.json                      the same, kept per mined subset
 ``subset_paths`` is the one place that naming rule is written: the datasets and samplers
 that read a subset by name call it too. The val pickle is never read or written. Same
 inputs + seed → byte-identical pickles.
@@ -22,18 +23,30 @@ from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..mining.contracts import CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, write_json_atomic
+from ..mining.contracts import (
+    CONCEPTS_FILE,
+    CROPS_FILE,
+    EMBEDDINGS_FILE,
+    FRAMES_FILE,
+    GROUP_TARGET,
+    write_json_atomic,
+)
 from ..mining.frames import load_info_pickle
 from .selection import (
     Selection,
     SubsetSpec,
-    rarity_weights,
+    embedding_clusters,
+    rarity_weights_of_counts,
     sample_embeddings,
     select_coreset,
     select_mined,
     select_random,
+    target_evidence,
     target_scores,
 )
 
@@ -47,6 +60,16 @@ def _subset_files(out_dir: str, name: str) -> Tuple[str, str]:
         os.path.join(out_dir, f'nuscenes_infos_train_{name}.pkl'),
         os.path.join(out_dir, f'nuscenes_dbinfos_train_{name}.pkl'),
     )
+
+
+def _subset_manifest_file(name: str) -> str:
+    return f'subset_manifest_{name}.json'
+
+
+def subset_manifest_path(mining_dir: str, name: str) -> str:
+    """The manifest of mined subset ``name`` (``SubsetSpec.name``) in ``mining_dir``: why each
+    sample was chosen. ``subset_manifest.json`` is the last build's."""
+    return os.path.join(mining_dir, SUBSET_DIR, _subset_manifest_file(name))
 
 
 def subset_paths(mining_dir: str, name: str) -> Tuple[str, str]:
@@ -105,7 +128,24 @@ def _class_counts(infos: dict, indices) -> Dict[str, int]:
     return {name: counts.get(name, 0) for name in sorted(infos['metainfo']['categories'])}
 
 
-def _crop_embeddings(mining_dir: str, position: Dict[str, int], train_pkl: str) -> Tuple[List[int], np.ndarray]:
+def _positions(tokens: pa.ChunkedArray, position: Dict[str, int], what: str, mining_dir: str, train_pkl: str):
+    """Train positions of a dictionary-encoded column of sample tokens, refusing tokens of another
+    pickle. Each distinct token is looked up once: a run has millions of crops but a few
+    ten thousand samples."""
+    if not tokens.num_chunks:
+        return np.zeros(0, np.int64)
+    tokens = tokens.unify_dictionaries().combine_chunks()
+    known = pd.Index(list(position)).get_indexer(tokens.dictionary.to_pylist())
+    if (known < 0).any():
+        raise ValueError(
+            f'{int((known < 0).sum())} {what} samples are not in {train_pkl}: '
+            f'mining outputs in {mining_dir} were made from another info pickle'
+        )
+    return known[tokens.indices.to_numpy(zero_copy_only=False)].astype(np.int64)
+
+
+def _crop_embeddings(mining_dir: str, position: Dict[str, int], train_pkl: str):
+    """(train position of each crop, embeddings memmap), row-aligned with crops.parquet."""
     paths = [os.path.join(mining_dir, name) for name in (CROPS_FILE, EMBEDDINGS_FILE)]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
@@ -113,17 +153,51 @@ def _crop_embeddings(mining_dir: str, position: Dict[str, int], train_pkl: str) 
             f'no {", ".join(missing)}: the coreset needs the crops and embeddings that '
             'tools/mine.py writes beside concepts.parquet'
         )
-    tokens = pq.read_table(paths[0], columns=['sample_token']).column('sample_token').to_pylist()
+    tokens = pq.read_table(paths[0], columns=['sample_token'], read_dictionary=['sample_token']).column(0)
     embeddings = np.load(paths[1], mmap_mode='r')
     if len(embeddings) != len(tokens):
         raise ValueError(f'{paths[1]} has {len(embeddings)} rows for {len(tokens)} crops: not from the same run')
-    unknown = set(tokens) - set(position)
-    if unknown:
-        raise ValueError(
-            f'{len(unknown)} cropped samples are not in {train_pkl}: mining outputs in {mining_dir} '
-            'were made from another info pickle'
-        )
-    return [position[t] for t in tokens], embeddings
+    return _positions(tokens, position, 'cropped', mining_dir, train_pkl), embeddings
+
+
+def _coverage_evidence(target: pd.DataFrame, spec: SubsetSpec, weights, mining_dir: str, crop_embeddings, n: int):
+    """``target_evidence`` of the Target crops (``target``: in crop-id order), with embedding
+    clusters when ``spec.diversity`` asks for them and the source has embeddings."""
+    clusters = None
+    if spec.diversity and crop_embeddings.ndim == 2 and crop_embeddings.shape[1] and len(target):
+        crop_ids = pq.read_table(os.path.join(mining_dir, CROPS_FILE), columns=['crop_id']).column(0)
+        rows = pc.index_in(pa.array(target.crop_id.to_numpy(), pa.string()), value_set=crop_ids).to_numpy()
+        order = np.argsort(rows, kind='stable')  # a memmap is read fastest in file order
+        picked = np.empty((len(rows), crop_embeddings.shape[1]), np.float32)
+        picked[order] = crop_embeddings[rows[order]]
+        clusters = embedding_clusters(picked, target.top_concept.to_numpy(), spec.seed)
+    return target_evidence(
+        target.position.to_numpy(),
+        target.top_concept.to_numpy(),
+        target.top_score.to_numpy(),
+        n,
+        weights,
+        clusters,
+        spec.diversity,
+    )
+
+
+def _read_concepts(mining_dir: str, position: Dict[str, int], train_pkl: str) -> Tuple[pd.DataFrame, pa.ChunkedArray]:
+    """The concept table without its crop ids (strings as categories, a few bytes a row), with
+    each row's train position; and the crop ids as Arrow strings, taken only where needed."""
+    table = pq.read_table(
+        os.path.join(mining_dir, CONCEPTS_FILE),
+        columns=['crop_id', 'sample_token', 'top_concept', 'top_score', 'group'],
+        read_dictionary=['sample_token', 'top_concept', 'group'],
+    )
+    concepts = table.drop_columns(['crop_id', 'sample_token']).to_pandas()
+    concepts['position'] = _positions(table.column('sample_token'), position, 'mined', mining_dir, train_pkl)
+    return concepts, table.column('crop_id')
+
+
+def _with_crop_ids(concepts: pd.DataFrame, crop_ids: pa.ChunkedArray, mask) -> pd.DataFrame:
+    rows = np.flatnonzero(np.asarray(mask))
+    return concepts.iloc[rows].assign(crop_id=crop_ids.take(pa.array(rows)).to_numpy(zero_copy_only=False))
 
 
 def build_subsets(
@@ -133,33 +207,28 @@ def build_subsets(
     infos = load_info_pickle(train_pkl)
     tokens = [info['token'] for info in infos['data_list']]
     position = {t: i for i, t in enumerate(tokens)}
-    concepts = pq.read_table(os.path.join(mining_dir, CONCEPTS_FILE)).to_pylist()
+    # Columns, not rows, and strings as categories: a nuScenes run has millions of crops.
+    concepts, crop_ids = _read_concepts(mining_dir, position, train_pkl)
     frames = pq.read_table(os.path.join(mining_dir, FRAMES_FILE), columns=['sample_token', 'scene_token'])
-    unknown = {c['sample_token'] for c in concepts} - set(position)
-    if unknown:
-        raise ValueError(
-            f'{len(unknown)} mined samples are not in {train_pkl}: mining outputs in {mining_dir} '
-            'were made from another info pickle'
-        )
     crop_positions, crop_embeddings = _crop_embeddings(mining_dir, position, train_pkl)
     scene_of_token = dict(zip(frames.column('sample_token').to_pylist(), frames.column('scene_token').to_pylist()))
     scene_of = [scene_of_token.get(t, '') for t in tokens]
     groups: Dict[int, set] = defaultdict(set)
-    crops_of: Dict[int, list] = defaultdict(list)
-    for c in concepts:
-        i = position[c['sample_token']]
-        groups[i].add(c['group'])
-        crops_of[i].append(
-            dict(
-                crop_id=c['crop_id'], group=c['group'], concept=c['top_concept'], score=round(float(c['top_score']), 4)
-            )
-        )
-    weights = rarity_weights(c['top_concept'] for c in concepts)
+    for i, group in concepts[['position', 'group']].drop_duplicates().itertuples(index=False):
+        groups[int(i)].add(group)
+    weights = rarity_weights_of_counts(concepts.top_concept.value_counts(sort=False))
+    # Target crops in crop-id order: the evidence and the ranking then do not depend on the file's row order.
+    target = _with_crop_ids(concepts, crop_ids, concepts.group == GROUP_TARGET).sort_values('crop_id', kind='stable')
     scores = target_scores(
-        ((position[c['sample_token']], c['group'], c['top_concept'], c['top_score']) for c in concepts), weights
+        zip(target.position.tolist(), target.group, target.top_concept, target.top_score.tolist()), weights
+    )
+    evidence = (
+        _coverage_evidence(target, spec, weights, mining_dir, crop_embeddings, len(tokens))
+        if spec.selection == 'coverage'
+        else None
     )
 
-    selection: Selection = select_mined(groups, scene_of, spec, scores)
+    selection: Selection = select_mined(groups, scene_of, spec, scores, evidence)
     assert set(selection.indices) <= set(range(len(tokens))), 'subset must be drawn from the train set'
     baseline = select_random(len(tokens), len(selection.indices), spec.seed)
     # The mined subset's size (round(t·N) + round(r·N) in sample mode), as the random baseline's.
@@ -191,6 +260,12 @@ def build_subsets(
             paths[f'dbinfos_{name}'] = dbinfos_path
             _dump_pickle_atomic(subset_dbinfos(dbinfos, indices), dbinfos_path)
 
+    crops_of: Dict[int, list] = defaultdict(list)
+    for c in _with_crop_ids(concepts, crop_ids, concepts.position.isin(selection.indices)).itertuples(index=False):
+        crops_of[c.position].append(
+            dict(crop_id=c.crop_id, group=c.group, concept=c.top_concept, score=round(float(c.top_score), 4))
+        )
+
     def why(i):
         if i not in selection.chosen_by:
             return {}
@@ -208,11 +283,12 @@ def build_subsets(
         num_train_samples=len(tokens),
         num_selected=len(selection.indices),
         num_coreset=len(coreset) if coreset is not None else None,
-        samples_without_crops=len(tokens) - len(set(crop_positions)),
+        samples_without_crops=len(tokens) - len(np.unique(crop_positions)),
         reasons=dict(Counter(selection.reasons.values())),
         target_shortfall_filled_from=selection.shortfall,
         target_slots_per_concept=dict(sorted(Counter(c for c, _ in selection.chosen_by.values()).items())),
         rarity_weights={c: round(w, 4) for c, w in weights.items()},
+        coverage=selection.coverage or None,
         samples_with_group={g: sum(g in s for s in groups.values()) for g in ('Target', 'Rare', 'Common')},
         instances_per_class=dict(
             full=_class_counts(infos, range(len(tokens))),
@@ -234,4 +310,7 @@ def build_subsets(
         ],
     )
     write_json_atomic(manifest, os.path.join(out_dir, SUBSET_MANIFEST))
+    # The last build's manifest is the one above; each mined subset also keeps its own, so the
+    # subsets of several rules in one mining dir can each say why they hold what they hold.
+    write_json_atomic(manifest, os.path.join(out_dir, _subset_manifest_file(spec.name)))
     return manifest

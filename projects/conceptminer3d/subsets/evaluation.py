@@ -1,0 +1,539 @@
+"""How many of the rare objects a subset caught, measured on the train pickle's 3D labels: seconds,
+no training (``tools/evaluate_selection.py``).
+
+For every subset pickle under ``MINING_DIR/subsets/`` and each class (rarest first), for the
+rare classes together and for the vocabulary's Target classes together:
+
+- the 3D instances it holds (counted as ``NuScenesDataset`` keeps them: ``bbox_3d_isvalid``
+  with ``use_valid_flag``, else ``num_lidar_pts > 0``), their recall (÷ the train set's), and
+  the samples and scenes that hold the class;
+- the same for ``draws`` random subsets of the same size and unit (samples, or whole scenes
+  when the subset holds only whole scenes): mean and 2.5–97.5% interval, the subset's
+  percentile in that distribution and its ratio to the mean;
+- a label oracle for the same budget: the best subset the labels allow by the coverage
+  objective (``SqrtCoverage`` over the 3D instances of the vocabulary's Target classes,
+  rarity-weighted as the selection weighs concepts), beside the subset's own random half
+  where its manifest says which samples those are; the subset's objective value as a share
+  of the oracle's;
+- the class-balance entropy of the selected instances (bits);
+- where the caller knows the world's camera distractors (``decoys``, e.g. from a toy world's
+  ``toy_world.json``): the Target slots whose sample holds no 3D box of the slot's concept,
+  by the distractor that was there instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ..mining.contracts import FRAMES_FILE, GROUP_TARGET, MANIFEST_FILE, write_json_atomic
+from ..mining.frames import load_info_pickle
+from .builder import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_paths
+from .coverage import SqrtCoverage, sqrt_coverage_value
+from .selection import REASON_RANDOM, REASON_TARGET, rarity_weights
+
+__all__ = [
+    'NoLabelsError',
+    'RARE_CLASSES',
+    'SELECTION_EVAL_FILE',
+    'evaluate_selection',
+    'format_selection_table',
+    'instance_kept',
+    'is_current',
+    'label_counts',
+    'mined_train_pickle',
+    'plot_selection_eval',
+    'subset_names',
+]
+
+SELECTION_EVAL_FILE = 'selection_eval.json'
+RARE_CLASSES = 5  # "rare": this many of the train set's least frequent classes
+_SUBSET_PICKLE = re.compile(r'^nuscenes_infos_train_(.+)\.pkl$')
+_MINED_NAME = re.compile(r'^random(\d+)_target(\d+)(?:_|$)')
+
+
+class NoLabelsError(ValueError):
+    """The train pickle holds no 3D boxes (a test split, or a pickle made without annotations)."""
+
+
+def instance_kept(instance: Mapping, use_valid_flag: bool) -> bool:
+    """Whether ``NuScenesDataset`` keeps a box for training (its ``parse_ann_info``)."""
+    if use_valid_flag:
+        return bool(instance.get('bbox_3d_isvalid'))
+    return instance.get('num_lidar_pts', 0) > 0
+
+
+def label_counts(infos: Mapping, use_valid_flag: bool = True) -> Tuple[List[str], np.ndarray, np.ndarray]:
+    """Per train sample, its 3D boxes per class.
+
+    Returns:
+        (classes in label order, (n, C) counts of the boxes training keeps, (n, C) counts of
+        every annotated box, with or without lidar points: what the cameras could show).
+    """
+    categories = (infos.get('metainfo') or {}).get('categories') or {}
+    classes = [name for name, _ in sorted(categories.items(), key=lambda item: item[1])]
+    column = {int(label): k for k, (_, label) in enumerate(sorted(categories.items(), key=lambda item: item[1]))}
+    kept = np.zeros((len(infos['data_list']), len(classes)), np.int64)
+    every = np.zeros_like(kept)
+    for i, info in enumerate(infos['data_list']):
+        for instance in info.get('instances') or []:
+            k = column.get(int(instance.get('bbox_label_3d', -1)))
+            if k is not None:
+                every[i, k] += 1
+                kept[i, k] += instance_kept(instance, use_valid_flag)
+    return classes, kept, every
+
+
+def subset_names(mining_dir: str) -> List[str]:
+    """The subsets whose info pickle lies in ``mining_dir/subsets/``, sorted."""
+    folder = os.path.join(mining_dir, SUBSET_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return [m.group(1) for f in sorted(os.listdir(folder)) if (m := _SUBSET_PICKLE.match(f))]
+
+
+def _spread(values: np.ndarray) -> dict:
+    return dict(
+        mean=round(float(values.mean()), 3),
+        low=round(float(np.percentile(values, 2.5)), 3),
+        high=round(float(np.percentile(values, 97.5)), 3),
+    )
+
+
+def _percentile(value: float, draws: np.ndarray) -> float:
+    """Share of the draws below ``value`` (ties count half), in percent."""
+    return round(100.0 * (np.sum(draws < value) + 0.5 * np.sum(draws == value)) / len(draws), 1)
+
+
+def _entropy_bits(instances: np.ndarray) -> float:
+    total = instances.sum()
+    p = instances[instances > 0] / total if total else np.zeros(0)
+    return round(float(-(p * np.log2(p)).sum()), 4)
+
+
+class _TrainSet:
+    """The train set as the measure sees it: boxes per sample, scenes, and the label objective."""
+
+    def __init__(self, kept: np.ndarray, scene_of: Sequence[str], objective_columns: List[int], weights: np.ndarray):
+        self.kept = kept
+        self.n, self.num_classes = kept.shape
+        _, self.scene_id = np.unique(np.asarray(scene_of, dtype=object), return_inverse=True)
+        order = np.argsort(self.scene_id, kind='stable')
+        bounds = np.flatnonzero(np.diff(self.scene_id[order])) + 1
+        self.scenes = np.split(order, bounds) if self.n else []
+        self.objective_columns = objective_columns
+        self.weights = weights
+
+    def measure(self, rows: np.ndarray) -> Dict[str, np.ndarray]:
+        """Per class: instances, samples holding it and scenes holding it, among ``rows``."""
+        held = self.kept[rows]
+        has = held > 0
+        pairs = np.unique((self.scene_id[rows][:, None] * self.num_classes + np.arange(self.num_classes))[has])
+        return dict(
+            instances=held.sum(axis=0),
+            samples=has.sum(axis=0),
+            scenes=np.bincount(pairs % self.num_classes, minlength=self.num_classes),
+        )
+
+    def value(self, rows: np.ndarray) -> float:
+        return sqrt_coverage_value(self.kept[rows][:, self.objective_columns].sum(axis=0), self.weights)
+
+    def whole_scenes(self, rows: np.ndarray) -> bool:
+        chosen = np.zeros(self.n, bool)
+        chosen[rows] = True
+        return all(chosen[s].all() or not chosen[s].any() for s in self.scenes)
+
+    def draw(self, rng: np.random.Generator, size: int, unit: str) -> np.ndarray:
+        """A uniform random subset of ``size`` samples, or of whole scenes up to ``size`` (a
+        scene that would overshoot is passed over once one is taken, as the subsets' scene mode
+        does)."""
+        if unit == 'sample':
+            return rng.choice(self.n, size=size, replace=False)
+        taken, got = [], 0
+        for s in rng.permutation(len(self.scenes)):
+            if got >= size:
+                break
+            if got and got + len(self.scenes[s]) > size:
+                continue
+            taken.append(self.scenes[s])
+            got += len(self.scenes[s])
+        return np.concatenate(taken) if taken else np.zeros(0, np.int64)
+
+    def oracle(self, budget: int, unit: str, fixed: np.ndarray, seed: int) -> np.ndarray:
+        """The greedy best ``budget`` samples (or whole scenes) by the label objective, chosen
+        beside the ``fixed`` samples."""
+        members = [np.array([i]) for i in range(self.n)] if unit == 'sample' else self.scenes
+        is_fixed = np.zeros(self.n, bool)
+        is_fixed[fixed] = True
+        free = [m for m in members if not is_fixed[m].any()]
+        columns = self.objective_columns
+        evidence = np.array([self.kept[m][:, columns].sum(axis=0) for m in free], np.float64).reshape(-1, len(columns))
+        fit = SqrtCoverage(budget, self.weights, overshoot_first=unit == 'scene').fit(
+            evidence,
+            costs=np.array([len(m) for m in free], np.float64),
+            tie_order=np.random.default_rng(seed).permutation(len(free)),
+            initial_totals=self.kept[fixed][:, columns].sum(axis=0),
+        )
+        return np.concatenate([fixed, *(free[k] for k in fit.ranking_)]).astype(np.int64)
+
+
+def _subset_rows(path: str, position: Mapping[str, int], train_pkl: str) -> np.ndarray:
+    infos = load_info_pickle(path)
+    tokens = [info['token'] for info in infos['data_list']]
+    unknown = [t for t in tokens if t not in position]
+    if unknown:
+        raise ValueError(f'{path}: {len(unknown)} of its samples are not in {train_pkl} (a subset of another pickle)')
+    return np.array(sorted({position[t] for t in tokens}), np.int64)
+
+
+def _vocabulary(mining_dir: str, classes: Sequence[str]) -> Tuple[List[str], Dict[str, str]]:
+    """The Target classes of the run's vocabulary (3D class names) and concept → 3D class."""
+    path = os.path.join(mining_dir, MANIFEST_FILE)
+    config = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            config = json.load(f).get('config') or {}
+    vocabulary = ((config.get('concepts') or {}).get('vocabulary')) or {}
+    to_concept = dict(((config.get('concept_source') or {}).get('class_to_concept')) or {})
+    class_of = {to_concept.get(c, c): c for c in classes}  # concept → 3D class, where there is one
+    targets = [class_of[c] for c in vocabulary.get('target', []) if c in class_of]
+    return sorted(set(targets), key=list(classes).index), class_of
+
+
+def _summaries(
+    train: _TrainSet, rows: np.ndarray, draws: List[np.ndarray], totals: np.ndarray, groups: Dict[str, List[int]]
+) -> dict:
+    """Per class and per group of classes: the subset's numbers against the random draws'."""
+    mine = train.measure(rows)
+    theirs = [train.measure(d) for d in draws]
+
+    def entry(columns: List[int]) -> dict:
+        out = {}
+        for key in ('instances', 'samples', 'scenes'):
+            value = float(mine[key][columns].sum())
+            drawn = np.array([t[key][columns].sum() for t in theirs], np.float64)
+            out[key] = dict(
+                value=int(value),
+                random=_spread(drawn),
+                percentile=_percentile(value, drawn),
+                ratio=round(value / drawn.mean(), 3) if drawn.mean() else None,
+            )
+        total = int(totals[columns].sum())
+        out['recall'] = round(out['instances']['value'] / total, 4) if total else None
+        return out
+
+    return {name: entry(columns) for name, columns in groups.items()}
+
+
+def _false_positives(
+    mining_dir: str,
+    name: str,
+    rows: np.ndarray,
+    tokens: Sequence[str],
+    every: np.ndarray,
+    classes: Sequence[str],
+    class_of: Mapping[str, str],
+    decoys: Mapping[str, Mapping[str, Sequence[str]]],
+) -> Optional[dict]:
+    """Target slots won on false evidence: the sample holds no box of the concept that won the
+    slot (or, for a rule that names none, of any concept its Target crops name), and which
+    distractor of that concept was there instead."""
+    path = subset_manifest_path(mining_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        selected = json.load(f).get('selected', [])
+    counts = dict(slots=0, real=0, false_positive=0, poster=0, lookalike=0, other=0, unchecked=0)
+    in_subset = set(tokens[i] for i in rows)
+    column = {c: k for k, c in enumerate(classes)}
+    position = {t: i for i, t in enumerate(tokens)}
+    for entry in selected:
+        if entry.get('reason') != REASON_TARGET or entry['sample_token'] not in in_subset:
+            continue
+        counts['slots'] += 1
+        concepts = (
+            [entry['concept']]
+            if entry.get('concept')
+            else [c['concept'] for c in entry.get('crops', []) if c['group'] == GROUP_TARGET]
+        )
+        named = {class_of.get(c) for c in concepts} & set(column)
+        if not named:
+            counts['unchecked'] += 1  # a concept with no 3D class: nothing to check it against
+        elif every[position[entry['sample_token']], [column[c] for c in named]].any():
+            counts['real'] += 1
+        else:
+            counts['false_positive'] += 1
+            looks = decoys.get(entry['sample_token']) or {}
+            kinds = set().union(*(looks.get(c, ()) for c in named))
+            for kind in ('poster', 'lookalike'):
+                counts[kind] += kind in kinds
+            counts['other'] += not kinds
+    return counts
+
+
+def _random_half(mining_dir: str, name: str, tokens: Sequence[str]) -> Optional[np.ndarray]:
+    path = subset_manifest_path(mining_dir, name)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        selected = json.load(f).get('selected', [])
+    position = {t: i for i, t in enumerate(tokens)}
+    return np.array(sorted(position[s['sample_token']] for s in selected if s['reason'] == REASON_RANDOM), np.int64)
+
+
+def _subset_files(mining_dir: str, name: str) -> dict:
+    path = subset_paths(mining_dir, name)[0]
+    stat = os.stat(path)
+    return dict(path=os.path.basename(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+
+def is_current(evaluation: Mapping, mining_dir: str) -> bool:
+    """Whether ``evaluation`` (a ``selection_eval.json``) measured the subsets now in ``mining_dir``."""
+    names = subset_names(mining_dir)
+    recorded = evaluation.get('subsets') or {}
+    return sorted(recorded) == names and all(recorded[n].get('file') == _subset_files(mining_dir, n) for n in names)
+
+
+def mined_train_pickle(mining_dir: str) -> str:
+    """The train pickle the subsets in ``mining_dir`` were built from (their manifest says)."""
+    manifest = os.path.join(mining_dir, SUBSET_DIR, SUBSET_MANIFEST)
+    if not os.path.isfile(manifest):
+        raise FileNotFoundError(f'{manifest} not found: give the train pickle that was mined (--ann-file)')
+    with open(manifest) as f:
+        return json.load(f)['inputs']['train_pkl']
+
+
+def evaluate_selection(
+    mining_dir: str,
+    train_pkl: Optional[str] = None,
+    draws: int = 1000,
+    seed: int = 0,
+    use_valid_flag: bool = True,
+    rare_classes: int = RARE_CLASSES,
+    decoys: Optional[Mapping[str, Mapping[str, Sequence[str]]]] = None,
+    out_file: Optional[str] = SELECTION_EVAL_FILE,
+    infos: Optional[Mapping] = None,
+) -> dict:
+    """Measure every subset in ``mining_dir/subsets/`` against the train pickle's 3D labels.
+
+    Args:
+        mining_dir (str): a mining work dir with ``subsets/`` and ``frames.parquet``.
+        train_pkl (str, optional): the train info pickle that was mined; default: the one its
+            subsets were built from (``subset_manifest.json``).
+        draws (int): random subsets drawn per subset, for the distribution to compare with.
+        seed (int): seed of the draws and of the oracle's ties.
+        use_valid_flag (bool): count boxes as ``NuScenesDataset(use_valid_flag=...)`` keeps
+            them (the stock nuScenes configs set it).
+        rare_classes (int): how many of the least frequent classes make "rare".
+        decoys (dict, optional): sample token → {3D class: kinds of distractor that look like
+            it there ('poster', 'lookalike')}; with it, the Target slots' false positives.
+        out_file (str, optional): written into ``mining_dir`` (atomically); None writes nothing.
+        infos (dict, optional): ``train_pkl`` already loaded (not read again).
+
+    Returns:
+        dict: what ``selection_eval.json`` holds.
+
+    Raises:
+        NoLabelsError: the train pickle has no 3D boxes.
+        FileNotFoundError: no subsets, or no train pickle.
+    """
+    names = subset_names(mining_dir)
+    if not names:
+        raise FileNotFoundError(
+            f'no subset pickles in {os.path.join(mining_dir, SUBSET_DIR)}: build them first '
+            '(tools/mine.py with subsets in its config, or tools/build_subsets.py)'
+        )
+    train_pkl = train_pkl or mined_train_pickle(mining_dir)
+    infos = infos if infos is not None else load_info_pickle(train_pkl)
+    tokens = [info['token'] for info in infos['data_list']]
+    classes, kept, every = label_counts(infos, use_valid_flag)
+    if not every.any():
+        raise NoLabelsError(
+            f'{train_pkl} holds no 3D boxes (no instances in any sample): the selection measure counts '
+            'the rare objects a subset holds, so it needs a pickle with annotations (a train or val split, '
+            'not test)'
+        )
+    position = {t: i for i, t in enumerate(tokens)}
+    frames = pq.read_table(os.path.join(mining_dir, FRAMES_FILE), columns=['sample_token', 'scene_token'])
+    scene_of_token = dict(zip(frames.column('sample_token').to_pylist(), frames.column('scene_token').to_pylist()))
+    # A sample the frames do not name is a scene of its own: whole-scene draws then still work.
+    scene_of = [scene_of_token.get(t) or f'sample:{t}' for t in tokens]
+
+    totals = kept.sum(axis=0)
+    present = [k for k in np.argsort(totals, kind='stable') if totals[k] > 0]
+    order = [int(k) for k in np.argsort(totals, kind='stable')]  # rarest first
+    rare = [int(k) for k in present[:rare_classes]]
+    target_classes, class_of = _vocabulary(mining_dir, classes)
+    target = [classes.index(c) for c in target_classes]
+    objective_columns = target or rare
+    # The selection weighs a concept by -ln(its share of the mined crops); the oracle weighs a
+    # class by -ln(its share of the boxes), the same rule on the labels.
+    label_weights = rarity_weights(c for k, c in enumerate(classes) for _ in range(int(totals[k])))
+    weights = np.array([label_weights[classes[k]] for k in objective_columns])
+    train = _TrainSet(kept, scene_of, objective_columns, weights)
+    groups = {classes[k]: [k] for k in order}
+    groups['rare'] = rare
+    if target:
+        groups['target'] = target
+
+    result = dict(
+        mining_dir=os.path.abspath(mining_dir),
+        train_pkl=os.path.abspath(train_pkl),
+        draws=draws,
+        seed=seed,
+        use_valid_flag=use_valid_flag,
+        classes=[classes[k] for k in order],
+        rare_classes=[classes[k] for k in rare],
+        target_classes=target_classes,
+        objective=dict(
+            rule='sum over classes c of w_c * sqrt(3D instances of c in the subset), w_c = -ln(share of c)',
+            classes=[classes[k] for k in objective_columns],
+            weights={classes[k]: round(float(w), 4) for k, w in zip(objective_columns, weights)},
+        ),
+        train=dict(
+            samples=len(tokens),
+            scenes=len(train.scenes),
+            instances={classes[k]: int(totals[k]) for k in order},
+        ),
+        subsets={},
+    )
+    for name in names:
+        rows = _subset_rows(subset_paths(mining_dir, name)[0], position, train_pkl)
+        unit = 'scene' if len(rows) < len(tokens) and train.whole_scenes(rows) else 'sample'
+        # The same draws for every subset of one size and unit, whatever else is in the dir.
+        rng = np.random.default_rng([seed, len(rows), int(unit == 'scene')])
+        drawn = [train.draw(rng, len(rows), unit) for _ in range(draws)]
+        mined = _MINED_NAME.match(name)
+        fixed = _random_half(mining_dir, name, tokens) if mined else None
+        split = 'random half of the subset + the best rest' if fixed is not None else 'the best subset of its size'
+        fixed = fixed if fixed is not None else np.zeros(0, np.int64)
+        oracle = train.oracle(len(rows) - len(fixed), unit, fixed, seed)
+        value, oracle_value = train.value(rows), train.value(oracle)
+        oracle_counts = train.measure(oracle)['instances']
+        selected = train.measure(rows)['instances']
+        entry = dict(
+            file=_subset_files(mining_dir, name),
+            unit=unit,
+            samples=len(rows),
+            scenes=int(len(np.unique(train.scene_id[rows]))),
+            groups=_summaries(train, rows, drawn, totals, groups),
+            entropy=dict(
+                value=_entropy_bits(selected),
+                random_mean=round(float(np.mean([_entropy_bits(train.measure(d)['instances']) for d in drawn])), 4),
+            ),
+            oracle=dict(
+                split=split,
+                samples=len(oracle),
+                rare_instances=int(oracle_counts[rare].sum()),
+                target_instances=int(oracle_counts[target].sum()) if target else None,
+                value=round(oracle_value, 4),
+                subset_value=round(value, 4),
+                share_of_value=round(value / oracle_value, 4) if oracle_value else None,
+            ),
+            false_positives=(
+                _false_positives(mining_dir, name, rows, tokens, every, classes, class_of, decoys)
+                if decoys is not None
+                else None
+            ),
+        )
+        result['subsets'][name] = entry
+    if out_file:
+        write_json_atomic(result, os.path.join(mining_dir, out_file))
+    return result
+
+
+def _cell(entry: Mapping) -> str:
+    ratio = f'{entry["ratio"]:.2f}x' if entry['ratio'] is not None else '-'
+    return f'{entry["value"]} ({ratio}, p{entry["percentile"]:.0f})'
+
+
+def format_selection_table(result: Mapping) -> str:
+    """The evaluation as terminal tables: one row per subset, then rare and Target classes by subset."""
+    rows = [
+        (
+            'subset',
+            'unit',
+            'samples',
+            'rare instances (x random, percentile)',
+            'random 95%',
+            'oracle',
+            'of oracle value',
+            'entropy (random)',
+            'Target slots: real / false (poster, look-alike, other)',
+        )
+    ]
+    for name, s in result['subsets'].items():
+        rare = s['groups']['rare']['instances']
+        fp = s['false_positives']
+        rows.append(
+            (
+                name,
+                s['unit'],
+                str(s['samples']),
+                _cell(rare),
+                f'{rare["random"]["low"]:.0f}-{rare["random"]["high"]:.0f}',
+                str(s['oracle']['rare_instances']),
+                f'{s["oracle"]["share_of_value"]:.2f}' if s['oracle']['share_of_value'] is not None else '-',
+                f'{s["entropy"]["value"]:.2f} ({s["entropy"]["random_mean"]:.2f})',
+                (
+                    f'{fp["real"]} / {fp["false_positive"]} ({fp["poster"]}, {fp["lookalike"]}, {fp["other"]})'
+                    + (f', {fp["unchecked"]} unchecked' if fp['unchecked'] else '')
+                    if fp and fp['slots']
+                    else '-'
+                ),
+            )
+        )
+    shown = list(dict.fromkeys(result['rare_classes'] + result['target_classes']))
+    names = list(result['subsets'])
+    per_class = [('class (train instances)', *names)]
+    for c in shown + ['rare'] + (['target'] if result['target_classes'] else []):
+        total = result['train']['instances'].get(c)
+        label = f'{c} ({total})' if total is not None else c
+        per_class.append((label, *(_cell(result['subsets'][n]['groups'][c]['instances']) for n in names)))
+    return (
+        f'Rare classes (the {len(result["rare_classes"])} least frequent): {", ".join(result["rare_classes"])}; '
+        f'Target classes: {", ".join(result["target_classes"]) or "none"}; {result["draws"]} random draws per subset\n'
+        + _text_table(rows)
+        + '\n\n3D instances per class (x random mean, percentile among the draws)\n'
+        + _text_table(per_class)
+    )
+
+
+def _text_table(rows: List[Sequence[str]]) -> str:
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    lines = ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def plot_selection_eval(result: Mapping, path: str) -> str:
+    """Rare-class instances per subset against random's 95% interval and the oracle's."""
+    import matplotlib
+
+    matplotlib.use('Agg')  # no display on training machines
+    import matplotlib.pyplot as plt
+
+    names = list(result['subsets'])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names) + 2), 4.0))
+    for x, name in enumerate(names):
+        s = result['subsets'][name]
+        rare = s['groups']['rare']['instances']
+        ax.bar(x, rare['value'], 0.6, color='tab:blue')
+        ax.plot([x - 0.35, x + 0.35], [rare['random']['mean']] * 2, color='black', linewidth=1)
+        ax.fill_between([x - 0.35, x + 0.35], rare['random']['low'], rare['random']['high'], color='grey', alpha=0.3)
+        ax.plot(x, s['oracle']['rare_instances'], marker='*', color='tab:orange', markersize=10)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=25, ha='right')
+    ax.set_ylabel(f'3D instances of {", ".join(result["rare_classes"])}')
+    ax.set_title(
+        'Rare-class instances: subset (bar), random draws (mean, 95% band), label oracle (star)', fontsize='medium'
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -37,17 +37,20 @@ demo: setup $(DATA)/nuscenes_infos_val.pkl
 	$(PY) tools/benchmark.py --world toy --arms full mined20 --seeds 0 --work-dir $(WORK)/demo
 
 # The evidence study (docs/benchmarks.md): the benchmark world, mining models trained on a
-# separate world, then every arm x seed, iteration-matched. Resumes where a killed run stopped.
+# separate world, then every arm x seed epoch-matched (BENCH_EPOCHS passes over its own train
+# set, CBGS included), and BENCH_ITER_ARMS again for as many iterations as full trained.
+# Resumes where a killed run stopped.
 BENCH_DATA := data/toy_benchmark
-BENCH_ARMS ?= full random20 mined20 mined20_annotations coreset20 full_rare_sampler
+BENCH_ARMS ?= full random20 mined20 mined20_annotations coreset20
+BENCH_ITER_ARMS ?= random20 mined20
 BENCH_SEEDS ?= 0 1 2
-BENCH_ITERS ?= 300
+BENCH_EPOCHS ?= 2
 benchmark: setup
 	test -f $(BENCH_DATA)/nuscenes_infos_val.pkl || $(PY) tools/make_toy_nuscenes.py --preset benchmark --out $(BENCH_DATA)
 	$(PY) tools/train_toy_mining_models.py --out data/toy_models_trained --eval-data-root $(BENCH_DATA)
 	$(PY) tools/benchmark.py --world toy --data-root $(BENCH_DATA) --mining-config configs/mining/toy_trained.py \
-		--mining-dir $(WORK)/benchmark_mining --arms $(BENCH_ARMS) --seeds $(BENCH_SEEDS) --iters $(BENCH_ITERS) \
-		--work-dir $(WORK)/benchmark_toy
+		--mining-dir $(WORK)/benchmark_mining --arms $(BENCH_ARMS) --seeds $(BENCH_SEEDS) --epochs $(BENCH_EPOCHS) \
+		--iteration-matched $(BENCH_ITER_ARMS) --work-dir $(WORK)/benchmark_toy
 
 lint: setup
 	$(VENV)/bin/ruff check .

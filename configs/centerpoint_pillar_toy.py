@@ -1,7 +1,10 @@
 # Toy CenterPoint: mmdet3d's stock pillar02 CenterPoint narrowed to a ±25.6 m range with
-# 0.4 m pillars (128×128 BEV grid), so it trains on CPU in minutes on the toy world made by
-# `python tools/make_toy_nuscenes.py --out data/toy_nuscenes`. Same heads, losses, GT
-# sampling (ObjectSample), CBGS and NuScenesMetric as the stock config.
+# 0.4 m pillars (128×128 BEV grid) and narrower layers, so it trains on CPU in minutes on the
+# toy world made by `python tools/make_toy_nuscenes.py --out data/toy_nuscenes`. Same heads
+# (six tasks, the same regression targets), losses, GT sampling (ObjectSample), CBGS and
+# NuScenesMetric as the stock config. Measured on the benchmark world (docs/benchmarks.md,
+# "A toy detector that converges"): the stock widths train at 0.69 s/iteration (batch 2), these
+# at 0.23; the 0.4 m grid learns much faster per iteration than a 0.8 m one at the same cost.
 _base_ = ['mmdet3d::centerpoint/centerpoint_pillar02_second_secfpn_8xb4-cyclic-20e_nus-3d.py']
 custom_imports = dict(imports=['conceptminer3d'], allow_failed_imports=False)
 
@@ -24,21 +27,31 @@ post_range = [-30.0, -30.0, -10.0, 30.0, 30.0, 10.0]
 # the BatchNorm running statistics unsettled and evaluation collapses.
 bn = dict(eps=1e-3, momentum=0.1)
 
+# Widths: half the stock pillar features and backbone, a third of its neck, half its head convs.
+pillar_channels = 32
+backbone_channels = [32, 64, 128]
+neck_channels = [64, 64, 64]
+# A ±25.6 m world holds a few dozen boxes: the stock caps (500 kept, 1000 before NMS) only made
+# an untrained model's validation slow (4.5 s per sample, every low score going into NMS).
+max_boxes = 100
+
 model = dict(
     data_preprocessor=dict(
         voxel_layer=dict(
             point_cloud_range=point_cloud_range, voxel_size=voxel_size, max_voxels=(16000, 16000))),
     pts_voxel_encoder=dict(
-        voxel_size=voxel_size, point_cloud_range=point_cloud_range, norm_cfg=dict(type='BN1d', **bn)),
-    pts_middle_encoder=dict(output_shape=grid),
-    pts_backbone=dict(norm_cfg=dict(type='BN', **bn)),
-    pts_neck=dict(norm_cfg=dict(type='BN', **bn)),
+        feat_channels=[pillar_channels], voxel_size=voxel_size, point_cloud_range=point_cloud_range,
+        norm_cfg=dict(type='BN1d', **bn)),
+    pts_middle_encoder=dict(in_channels=pillar_channels, output_shape=grid),
+    pts_backbone=dict(in_channels=pillar_channels, out_channels=backbone_channels, norm_cfg=dict(type='BN', **bn)),
+    pts_neck=dict(in_channels=backbone_channels, out_channels=neck_channels, norm_cfg=dict(type='BN', **bn)),
     pts_bbox_head=dict(
+        in_channels=sum(neck_channels), share_conv_channel=32, separate_head=dict(head_conv=32),
         bbox_coder=dict(pc_range=point_cloud_range[:2], voxel_size=voxel_size[:2],
-                        post_center_range=post_range)),
+                        post_center_range=post_range, max_num=max_boxes)),
     train_cfg=dict(pts=dict(grid_size=[*grid, 1], voxel_size=voxel_size, point_cloud_range=point_cloud_range)),
     test_cfg=dict(pts=dict(pc_range=point_cloud_range[:2], voxel_size=voxel_size[:2],
-                           post_center_limit_range=post_range)))
+                           post_center_limit_range=post_range, max_per_img=max_boxes, pre_max_size=max_boxes)))
 
 db_sampler = dict(_base_.db_sampler, data_root=data_root, info_path=data_root + db_info_file)
 load_points = [

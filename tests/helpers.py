@@ -9,7 +9,7 @@ from typing import Dict
 
 from mmengine.config import Config
 
-from conceptminer3d.evaluation.retarget import replace_path_prefix, retarget_data_root  # noqa: F401 (re-exported)
+from conceptminer3d.study.retarget import replace_path_prefix, retarget_data_root  # noqa: F401 (re-exported)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_MINING_CONFIG = os.path.join(REPO, 'configs', 'mining', 'toy.py')

@@ -17,7 +17,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conceptminer3d.evaluation import (
+from conceptminer3d.study import (
     Schedule,
     apply_schedule,
     load_run,
@@ -25,8 +25,8 @@ from conceptminer3d.evaluation import (
     read_last_val_metrics,
     schedule_of,
 )
-from conceptminer3d.evaluation.cli import main
-from conceptminer3d.evaluation.quick import QUICK_ITERS
+from conceptminer3d.study.cli import main
+from conceptminer3d.study.quick import QUICK_ITERS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARMS = ['full', 'random20', 'mined20']
@@ -247,3 +247,92 @@ def test_collect_errors_on_work_dirs_without_metrics(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['--collect', str(tmp_path / 'killed')])
     assert 'no validation metrics in' in capsys.readouterr().err
+
+
+def _summary_of(runs_by_arm, classes=('bicycle', 'car')):
+    """A summary as ``summarize`` builds it, from {arm: [(seed, mAP, {class: AP})]}."""
+    from conceptminer3d.study import RunResult, summarize
+
+    results = [
+        RunResult(arm=arm, seed=seed, work_dir=f'/w/{arm}/{seed}', config=None, schedule={'iters': 10},
+                  metrics=dict(mAP=m, NDS=m, AP=dict(ap)), classes=list(classes), train_set={})
+        for arm, runs in runs_by_arm.items()
+        for seed, m, ap in runs
+    ]  # fmt: skip
+    return summarize(results, dict(instances={'bicycle': 5, 'car': 50}))
+
+
+def test_sensitivity_passes_only_when_full_beats_random_by_three_stds():
+    from conceptminer3d.study.report import format_report
+
+    apart = _summary_of(
+        {
+            'full': [(0, 0.50, {'bicycle': 0.30, 'car': 0.9}), (1, 0.52, {'bicycle': 0.10, 'car': 0.91})],
+            'random20': [(0, 0.40, {'bicycle': 0.20, 'car': 0.80}), (1, 0.41, {'bicycle': 0.25, 'car': 0.81})],
+        }
+    )
+    check = apart['sensitivity']
+    # paired by seed: (0.10 + 0.11) / 2; the larger std is full's, 0.02 / sqrt(2)
+    assert check['mAP']['margin'] == pytest.approx(0.105) and check['mAP']['paired_seeds'] == [0, 1]
+    assert check['mAP']['threshold'] == pytest.approx(3 * 0.02 / 2**0.5)
+    assert check['passed'] is True and check['classes']['car']['passed'] is True
+    assert check['classes']['bicycle']['passed'] is False  # its own spread swamps it
+    text = format_report(apart)
+    assert text.index('This study can tell data apart') < text.index('arm ')
+
+    close = _summary_of(
+        {
+            'full': [(0, 0.50, {}), (1, 0.40, {})],
+            'random20': [(0, 0.45, {}), (2, 0.46, {})],
+        },
+        classes=(),
+    )
+    assert close['sensitivity']['mAP']['paired_seeds'] == []  # seeds 1 and 2 have no partner
+    assert close['sensitivity']['mAP']['margin'] == pytest.approx(0.45 - 0.455)
+    assert close['sensitivity']['passed'] is False
+    assert 'CANNOT TELL DATA APART' in format_report(close).splitlines()[1]
+
+    one_seed = _summary_of({'full': [(0, 0.5, {})], 'random20': [(0, 0.1, {})]}, classes=())
+    assert one_seed['sensitivity']['passed'] is None and 'two seeds' in one_seed['sensitivity']['reason']
+    assert _summary_of({'full': [(0, 0.5, {}), (1, 0.5, {})]}, classes=())['sensitivity']['passed'] is None
+
+
+def test_epoch_matched_study_with_an_iteration_matched_table(tmp_path, toy_models):
+    """--epochs with --iteration-matched: the listed arms then train as many iterations as full
+    did, and full's epoch-matched runs stand for full in the second table."""
+    work_dir = str(tmp_path / 'study')
+    command = [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--quick', '--epochs', '3',
+               '--arms', 'full', 'random20', '--iteration-matched', 'random20',
+               '--work-dir', work_dir, '--toy-models', os.path.dirname(toy_models['yolo'])]  # fmt: skip
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    summary = _summary(work_dir)
+    assert summary['matched'] == 'epoch' and set(summary['arms']) == {'full', 'random20'}
+    second = summary['iteration_matched']
+    assert second['matched'] == 'iteration' and list(second['arms']) == ['full', 'random20']
+    records = {}
+    for arm, sub in (('full', ''), ('random20', ''), ('random20', 'iteration_matched')):
+        with open(os.path.join(work_dir, sub, arm, 'seed0', 'benchmark_run.json')) as f:
+            records[(arm, sub)] = json.load(f)
+    full_iters = records[('full', '')]['iterations']
+    assert records[('random20', 'iteration_matched')]['iterations'] == full_iters
+    assert records[('random20', 'iteration_matched')]['schedule'] == {'iters': full_iters}
+    assert records[('random20', '')]['iterations'] < full_iters, 'epoch-matched: a 20% arm trains fewer iterations'
+    assert second['arms']['full']['runs'][0]['work_dir'] == summary['arms']['full']['runs'][0]['work_dir']
+    assert second['schedule'] == {'iters': full_iters}
+    assert done.stdout.count('Can this study tell data apart? Undecided') == 2  # one seed: no spread
+    assert os.path.isfile(os.path.join(work_dir, 'benchmark_iteration_matched.png'))
+
+
+def test_a_validation_interval_gives_a_learning_curve_and_keeps_the_last_validation():
+    from mmengine.config import Config
+
+    from conceptminer3d.study import Schedule, apply_schedule
+
+    cfg = Config.fromfile(os.path.join(REPO, 'configs', 'centerpoint_full_toy.py'))
+    apply_schedule(cfg, Schedule('iters', 1000, val_interval=250))
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=1000, val_interval=250)
+    apply_schedule(cfg, Schedule('epochs', 2, val_interval=5))  # longer than the run: only at its end
+    assert cfg.train_cfg == dict(type='EpochBasedTrainLoop', max_epochs=2, val_interval=2)
+    with pytest.raises(ValueError, match='interval'):
+        Schedule('iters', 10, val_interval=0)

@@ -411,7 +411,7 @@ def test_per_class_outliers_and_blip_captions(toy_world, toy_models, mining_cfg,
 # Imports run downward: entry points (apis) and fixtures above the stages, stages above contracts.
 ABOVE_THE_STAGES = (
     'conceptminer3d.apis',
-    'conceptminer3d.benchmarks',
+    'conceptminer3d.speed_benchmarks',
     'conceptminer3d.hooks',
     'conceptminer3d.launch',
     'conceptminer3d.report',

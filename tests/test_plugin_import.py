@@ -61,3 +61,25 @@ def test_plugin_imported_late_still_registers_and_patches(before):
     result = _run(f'{before}\nimport conceptminer3d\n' + FIND_TRAINING_MODULES)
     assert result['found'] == EXPECTED
     assert result['checkpoint_torch'] == '_TorchWithTrustedCheckpoints'
+
+
+def test_config_text_is_formatted_once_per_content():
+    """mmengine formats a config with yapf on every pretty_text; the shim keeps the text of a
+    content it has formatted, and formats a changed config anew."""
+    result = _run(
+        'import conceptminer3d\n'
+        'from unittest import mock\n'
+        'from mmengine.config import Config\n'
+        'from mmengine.config import config as config_module\n'
+        'cfg = Config(dict(model=dict(type="X", layers=[1, 2]), lr=0.1))\n'
+        'with mock.patch.object(config_module, "FormatCode", wraps=config_module.FormatCode) as formatting:\n'
+        '    first, again = cfg.pretty_text, cfg.pretty_text\n'
+        '    result["calls_for_two_reads"] = formatting.call_count\n'
+        '    cfg.lr = 0.2\n'
+        '    result["changed"] = cfg.pretty_text\n'
+        '    result["calls_after_change"] = formatting.call_count\n'
+        'result["same"] = first == again\n'
+        'result["first"] = first\n'
+    )
+    assert result['same'] and result['calls_for_two_reads'] == 1 and result['calls_after_change'] == 2
+    assert 'lr = 0.1' in result['first'] and 'lr = 0.2' in result['changed']

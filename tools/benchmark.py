@@ -1,5 +1,5 @@
 """Does training on the mined 20% beat a random 20%? Train and compare arms × seeds, or collect
-finished runs (logic in ``conceptminer3d.evaluation``; ``--help`` for the options).
+finished runs (logic in ``conceptminer3d.study``; ``--help`` for the options).
 
     python tools/benchmark.py --arms full random20 mined20 --seeds 0 1 2 [--iters N | --epochs N] \
         --world toy|nuscenes --work-dir DIR
@@ -7,7 +7,7 @@ finished runs (logic in ``conceptminer3d.evaluation``; ``--help`` for the option
     python tools/benchmark.py --quick --work-dir DIR
 """
 
-from conceptminer3d.evaluation.cli import main
+from conceptminer3d.study.cli import main
 
 if __name__ == '__main__':
     main()

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from conceptminer3d.benchmarks import replicate_mining_run
+from conceptminer3d.speed_benchmarks import replicate_mining_run
 from conceptminer3d.report import build_report
 
 

@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 
-from conceptminer3d.benchmarks import NUSCENES_TRAIN_SAMPLES, make_synthetic_mining_dir, run_selection_benchmark
+from conceptminer3d.speed_benchmarks import NUSCENES_TRAIN_SAMPLES, make_synthetic_mining_dir, run_selection_benchmark
 from conceptminer3d.subsets import SubsetSpec
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
 

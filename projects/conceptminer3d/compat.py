@@ -7,6 +7,7 @@ around; delete it when the pinned version carries the fix.
 
 from __future__ import annotations
 
+import collections
 import importlib.abc
 import importlib.util
 import os
@@ -88,6 +89,37 @@ def _after_import(module_name: str, patch) -> None:
         sys.meta_path.insert(0, _PatchAfterImport(module_name, patch))
 
 
+_PRETTY_TEXTS_KEPT = 8
+
+
+def _cache_config_text() -> None:
+    # mmengine 0.10.7, config/config.py (Config.pretty_text) formats the whole config with yapf
+    # on every access: 2.4 s for a toy CenterPoint config on 2 cores, and the Runner reads it
+    # when it starts, when it dumps the config and in the meta of every checkpoint, so a short
+    # training run spent more time in yapf than in some of its epochs. The text is a function
+    # of the config's content: the last few are kept, keyed by that content.
+    _after_import('mmengine.config.config', _cache_pretty_text_of)
+
+
+def _cache_pretty_text_of(module: types.ModuleType) -> None:
+    prop = module.Config.pretty_text
+    if getattr(prop.fget, 'cached', False):
+        return
+    format_text, kept = prop.fget, collections.OrderedDict()
+
+    def pretty_text(self) -> str:
+        key = (self.filename, repr(self._cfg_dict))
+        if key not in kept:
+            kept[key] = format_text(self)
+            while len(kept) > _PRETTY_TEXTS_KEPT:
+                kept.popitem(last=False)
+        kept.move_to_end(key)
+        return kept[key]
+
+    pretty_text.cached = True
+    module.Config.pretty_text = property(pretty_text, doc=prop.__doc__)
+
+
 def disable_ultralytics_autoinstall() -> None:
     # ultralytics 8.3 pip-installs missing optional packages at run time (YOLO_AUTOINSTALL,
     # default on): its patched PIL.Image.open answers an unidentifiable image with
@@ -106,5 +138,6 @@ def apply_compat_shims() -> None:
     if not _applied:
         _restore_np_long()
         _trust_mmengine_checkpoints()
+        _cache_config_text()
         disable_ultralytics_autoinstall()
         _applied = True

@@ -17,7 +17,7 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional
 
-__all__ = ['MetricsNotFoundError', 'nuscenes_metrics', 'read_last_val_metrics', 'scalar_logs']
+__all__ = ['MetricsNotFoundError', 'nuscenes_metrics', 'read_last_val_metrics', 'scalar_logs', 'validation_curve']
 
 _AP_DIST = re.compile(r'^(?P<cls>.+)_AP_dist_(?P<threshold>[0-9.]+)$')
 _RESULT_SUFFIX = '_NuScenes'
@@ -120,3 +120,23 @@ def read_last_val_metrics(work_dir: str) -> dict:
         f'no validation metrics in {work_dir}: {len(logs)} scalars.json file(s) hold no '
         'NuScenesMetric record (did the run end before its validation?)'
     )
+
+
+def validation_curve(work_dir: str) -> List[dict]:
+    """Every validation logged in ``work_dir``, in order: ``step`` (the iteration, or the epoch of
+    an epoch-based run), ``mAP``, ``NDS`` and per-class ``AP``: the learning curve of a run
+    trained with a validation interval."""
+    points = []
+    for path in scalar_logs(work_dir):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # blank, or cut short by a killed process
+                metrics = nuscenes_metrics(record)
+                if metrics is not None:
+                    points.append(
+                        dict(step=record.get('step'), mAP=metrics['mAP'], NDS=metrics['NDS'], AP=metrics['AP'])
+                    )
+    return points

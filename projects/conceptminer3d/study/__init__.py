@@ -1,12 +1,15 @@
-"""Evidence for the mined subsets: train and validate arms (training sets) × seeds through the
-same code as ``tools/train.py``, or collect finished runs, and compare them class by class,
-rarest first (``tools/benchmark.py``).
+"""The training study, evidence for the mined subsets (``tools/benchmark.py``): train and
+validate arms (training sets) × seeds through the same code as ``tools/train.py``, or collect
+finished runs, and compare them class by class, rarest first. (How fast mining runs is
+``speed_benchmarks``, ``tools/benchmark_mining.py``; how many rare objects a subset holds,
+without training, ``subsets.evaluation``, ``tools/evaluate_selection.py``.)
 
 One concept per module: ``arms`` (arm → config), ``schedule`` (iteration- or epoch-matched),
-``retarget`` (configs on other data), ``quick`` (the tiny plumbing check), ``study`` (training
-the runs), ``metric_log`` (mmengine's metric logs), ``train_set`` (what an arm trains on),
-``runs`` (finding and reading finished runs), ``summary`` (mean ± std, ratios, class order),
-``report`` (terminal tables), ``plot``, ``cli``.
+``retarget`` (configs on other data), ``quick`` (the tiny plumbing check), ``training``
+(training the runs), ``metric_log`` (mmengine's metric logs), ``train_set`` (what an arm trains
+on), ``runs`` (finding and reading finished runs), ``summary`` (mean ± std, ratios, class
+order), ``sensitivity`` (whether the study can tell data apart at all), ``report`` (terminal
+tables), ``plot``, ``cli``.
 """
 
 from .arms import ARMS, BASELINE_ARM, WORLDS, arm_config, arm_of_config

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence
 
+from .sensitivity import sensitivity_lines
+
 __all__ = ['format_report']
+
+RARE_CLASSES_SHOWN = 5  # the check's verdict is printed for the rarest classes
 
 
 def _num(value: Optional[float], digits: int = 3) -> str:
@@ -94,6 +98,8 @@ def format_report(summary: dict, width: int = 120) -> str:
     ]
     if summary.get('quick'):
         head.append('--quick: a plumbing check on a tiny world, not evidence about the arms')
+    if summary.get('sensitivity'):
+        head += sensitivity_lines(summary['sensitivity'], summary['classes'][:RARE_CLASSES_SHOWN])
     lines = head + [''] + _arms_table(summary) + ['']
     lines.append(
         'Per-class AP (mean over distance thresholds), rarest class first; ×ratio to full; '

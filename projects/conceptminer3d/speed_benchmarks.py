@@ -1,4 +1,4 @@
-"""Benchmarks of the mining stages (called by ``tools/benchmark_mining.py``): the whole
+"""Speed benchmarks of the mining stages (called by ``tools/benchmark_mining.py``): the whole
 pipeline on a slice of an info pickle, the outlier stage on synthetic embeddings, and the
 subset stage on a synthetic mining dir of nuScenes train's size (``tools/benchmark_selection.py``).
 

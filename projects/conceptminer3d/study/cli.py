@@ -22,13 +22,14 @@ from .report import format_report
 from .runs import find_runs
 from .runs import full_train_set as collected_full_train_set
 from .schedule import Schedule
-from .study import StudySpec, full_train_set, run_study
 from .summary import summarize
+from .training import StudySpec, full_train_set, iteration_matched, run_study
 
 __all__ = ['main', 'parse_args']
 
 DEFAULT_ARMS = ['full', 'random20', 'mined20']
 RESULT_JSON, RESULT_PLOT = 'benchmark.json', 'benchmark.png'
+ITERATION_MATCHED_PLOT = 'benchmark_iteration_matched.png'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -62,6 +63,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         type=int,
         help='epoch-matched: every arm trains this many epochs over its own '
         'train set (default for nuscenes: the configs\' 20)',
+    )
+    p.add_argument(
+        '--iteration-matched',
+        nargs='+',
+        metavar='ARM',
+        help='with --epochs: then train these arms for as many iterations as full trained, for a second, '
+        'iteration-matched table (full\'s epoch-matched runs stand for full in it)',
+    )
+    p.add_argument(
+        '--val-interval',
+        type=int,
+        help='also validate every this many iterations (epochs with --epochs): the learning curve of each run',
     )
     p.add_argument('--world', choices=WORLDS, default='toy')
     p.add_argument(
@@ -98,10 +111,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def _write_outputs(summary: dict, out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     summary['outputs'] = dict(json=os.path.join(out_dir, RESULT_JSON), plot=os.path.join(out_dir, RESULT_PLOT))
+    second = summary.get('iteration_matched')
+    if second:
+        summary['outputs']['iteration_matched_plot'] = os.path.join(out_dir, ITERATION_MATCHED_PLOT)
+        plot_summary(second, summary['outputs']['iteration_matched_plot'])
     write_json_atomic(summary, summary['outputs']['json'])
     plot_summary(summary, summary['outputs']['plot'])
     print(format_report(summary))
-    print(f'\nwrote {summary["outputs"]["json"]} and {summary["outputs"]["plot"]}')
+    if second:
+        print('\n' + format_report(second))
+    print(f'\nwrote {", ".join(summary["outputs"].values())}')
 
 
 def _collect(args) -> dict:
@@ -137,10 +156,15 @@ def _train(args, argv: List[str]) -> dict:
         arm_config(arm, args.world, args.config_dir)
     if args.quick and args.world != 'toy':
         raise ValueError('--quick runs on the toy world')
+    if args.iteration_matched and not args.epochs:
+        raise ValueError('--iteration-matched follows an epoch-matched study: give --epochs')
+    if args.iteration_matched:
+        for arm in args.iteration_matched:
+            arm_config(arm, args.world, args.config_dir)
     schedule = (
-        Schedule('iters', args.iters)
+        Schedule('iters', args.iters, args.val_interval)
         if args.iters
-        else Schedule('epochs', args.epochs)
+        else Schedule('epochs', args.epochs, args.val_interval)
         if args.epochs
         else Schedule('iters', QUICK_ITERS)
         if args.quick
@@ -161,15 +185,18 @@ def _train(args, argv: List[str]) -> dict:
         cfg_options=args.cfg_options,
         quick=quick,
     )
-    results = run_study(spec, on_run=lambda arm, seed, s: print(f'>>> {arm} seed {seed}: {s}', flush=True))
-    summary = summarize(
-        results,
-        full_train_set(spec, results, BASELINE_ARM),
-        arms,
-        meta=dict(
-            mode='train', world=args.world, quick=bool(args.quick), command=' '.join(['tools/benchmark.py', *argv])
-        ),
-    )
+    announce = lambda arm, seed, s: print(f'>>> {arm} seed {seed}: {s}', flush=True)  # noqa: E731
+    results = run_study(spec, on_run=announce)
+    full_train = full_train_set(spec, results, BASELINE_ARM)
+    meta = dict(mode='train', world=args.world, quick=bool(args.quick), command=' '.join(['tools/benchmark.py', *argv]))
+    summary = summarize(results, full_train, arms, meta=meta)
+    if args.iteration_matched:
+        second = iteration_matched(spec, results, args.iteration_matched)
+        runs = [r for r in results if r.arm == BASELINE_ARM] + run_study(second, on_run=announce)
+        table = summarize(runs, full_train, [BASELINE_ARM, *second.arms], meta=meta)
+        # full's runs are its epoch-matched ones: the same number of iterations as every other arm here
+        table.update(schedule=second.schedule.to_dict(), matched='iteration')
+        summary['iteration_matched'] = table
     _write_outputs(summary, args.work_dir)
     return summary
 

@@ -22,12 +22,15 @@ _TIME_KEYS = ('begin', 'end', 'T_max', 'step_size')
 class Schedule:
     unit: str  # 'iters' or 'epochs'
     length: int
+    val_interval: Optional[int] = None  # also validate every this many iters / epochs (a learning curve)
 
     def __post_init__(self):
         if self.unit not in ('iters', 'epochs'):
             raise ValueError(f"schedule unit must be 'iters' or 'epochs', got {self.unit!r}")
         if int(self.length) < 1:
             raise ValueError(f'a run needs at least 1 {self.unit[:-1]}, got {self.length}')
+        if self.val_interval is not None and int(self.val_interval) < 1:
+            raise ValueError(f'a validation interval must be at least 1 {self.unit[:-1]}, got {self.val_interval}')
 
     def to_dict(self) -> dict:
         return {self.unit: int(self.length)}
@@ -77,17 +80,20 @@ def _rescale_scheduler(scheduler: dict, factor: float, unit: str, was_by_epoch: 
 
 
 def apply_schedule(cfg, schedule: Schedule, checkpoints: bool = True) -> None:
-    """Make ``cfg`` train for ``schedule`` and validate once, at the end (in place).
+    """Make ``cfg`` train for ``schedule`` and validate at the end, and every
+    ``schedule.val_interval`` if it has one (in place).
 
     Checkpoints are kept for resuming a killed run (every epoch, or every tenth of the
     iterations, only the latest) unless ``checkpoints`` is False.
     """
     old = schedule_of(cfg)
     n = int(schedule.length)
+    # mmengine validates every val_interval and always after the last iteration or epoch
+    every = min(int(schedule.val_interval or n), n)
     if schedule.unit == 'iters':
-        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=n, val_interval=n)
+        cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=n, val_interval=every)
     else:
-        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=n, val_interval=n)
+        cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=n, val_interval=every)
     schedulers = cfg.get('param_scheduler')
     if old is not None and schedulers:
         factor = n / old.length

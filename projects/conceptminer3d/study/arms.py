@@ -54,7 +54,7 @@ def arm_config(arm: str, world: str, config_dir: Optional[str] = None) -> str:
         raise ValueError(f'unknown world {world!r}; choose one of {", ".join(WORLDS)}')
     if arm not in ARMS:
         raise ValueError(
-            f'unknown arm {arm!r}; known arms: {", ".join(ARMS)} (add one to ARMS in conceptminer3d/evaluation/arms.py)'
+            f'unknown arm {arm!r}; known arms: {", ".join(ARMS)} (add one to ARMS in conceptminer3d/study/arms.py)'
         )
     if world not in ARMS[arm]:
         raise ValueError(f'arm {arm!r} has no config for the {world} world')

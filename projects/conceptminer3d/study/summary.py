@@ -10,6 +10,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from .arms import ARMS, BASELINE_ARM
 from .runs import RunResult
+from .sensitivity import sensitivity
 
 __all__ = ['SCHEMA_VERSION', 'aggregate', 'order_classes', 'summarize']
 
@@ -127,4 +128,5 @@ def summarize(
         full_train_ann_files=(full_train or {}).get('ann_files'),
         arms=table,
     )
+    out['sensitivity'] = sensitivity(out)
     return out

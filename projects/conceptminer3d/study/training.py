@@ -8,16 +8,17 @@ killed study is resumed by running the same command.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
 import pickle
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from .arms import GROUND_TRUTH_ARMS, arm_config
+from .arms import BASELINE_ARM, GROUND_TRUTH_ARMS, arm_config
 from .metric_log import nuscenes_metrics
 from .retarget import mining_dir_under, mining_hooks, redirect_mining, retarget_data_root, set_dataset_version
 from .runs import RunResult
@@ -31,12 +32,14 @@ __all__ = [
     'StudySpec',
     'check_data',
     'full_train_set',
+    'iteration_matched',
     'run_dir',
     'run_study',
     'study_config',
 ]
 
 RUN_RECORD = 'benchmark_run.json'
+ITERATION_MATCHED_DIR = 'iteration_matched'
 _RUNS_IN_PROCESS = itertools.count()
 _DATA_HINTS = dict(
     toy='build it with `make demo` or `tools/make_toy_nuscenes.py --out DIR` (then --data-root DIR)',
@@ -143,8 +146,9 @@ def _write_record(path: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def train_and_validate(cfg: Config) -> dict:
-    """``Runner.from_cfg(cfg).train()`` with its closing validation; the metrics it logged."""
+def train_and_validate(cfg: Config) -> Tuple[dict, int]:
+    """``Runner.from_cfg(cfg).train()`` with its closing validation; the metrics it logged and
+    the iterations it trained."""
     from mmengine.runner import Runner
 
     runner = Runner.from_cfg(cfg)
@@ -157,7 +161,7 @@ def train_and_validate(cfg: Config) -> dict:
         raise RuntimeError(
             f'the run in {cfg.work_dir} validated without NuScenesMetric results (logged: {sorted(logged)})'
         )
-    return metrics
+    return metrics, int(runner.iter)
 
 
 def run_one(spec: StudySpec, arm: str, seed: int, schedule: Schedule) -> RunResult:
@@ -179,10 +183,17 @@ def run_one(spec: StudySpec, arm: str, seed: int, schedule: Schedule) -> RunResu
         os.makedirs(cfg.work_dir, exist_ok=True)
         _write_record(record_path, dict(asked, status='running'))
         try:
-            metrics = train_and_validate(cfg)
+            metrics, iterations = train_and_validate(cfg)
         except Exception as exc:
             raise RunFailedError(f'arm {arm} seed {seed} failed; its work dir is {cfg.work_dir}') from exc
-        record = dict(asked, status='done', metrics=metrics, train_set=train_set_stats(cfg), classes=class_names(cfg))
+        record = dict(
+            asked,
+            status='done',
+            iterations=iterations,
+            metrics=metrics,
+            train_set=train_set_stats(cfg),
+            classes=class_names(cfg),
+        )
         _write_record(record_path, record)
     return RunResult(
         arm=arm,
@@ -193,6 +204,7 @@ def run_one(spec: StudySpec, arm: str, seed: int, schedule: Schedule) -> RunResu
         metrics=record['metrics'],
         train_set=record['train_set'],
         classes=record.get('classes'),
+        iterations=record.get('iterations'),
     )
 
 
@@ -219,6 +231,23 @@ def run_study(spec: StudySpec, on_run: Optional[Callable[[str, int, str], None]]
                 on_run(arm, seed, str(schedule))
             results.append(run_one(spec, arm, seed, schedule))
     return results
+
+
+def iteration_matched(spec: StudySpec, epoch_results: List[RunResult], arms: List[str]) -> StudySpec:
+    """The study that trains ``arms`` for as many iterations as the ``full`` arm trained in the
+    epoch-matched study ``epoch_results`` (its runs stand for full in both tables: the same
+    length, the same schedule's shape), in ``<work_dir>/iteration_matched``."""
+    lengths = {r.iterations for r in epoch_results if r.arm == BASELINE_ARM}
+    if not lengths or None in lengths:
+        raise ValueError(f'an iteration-matched study needs the {BASELINE_ARM} arm in the epoch-matched one')
+    if len(lengths) > 1:
+        raise ValueError(f'the {BASELINE_ARM} runs trained different lengths ({sorted(lengths)})')
+    return dataclasses.replace(
+        spec,
+        arms=[a for a in arms if a != BASELINE_ARM],
+        work_dir=os.path.join(spec.work_dir, ITERATION_MATCHED_DIR),
+        schedule=Schedule('iters', lengths.pop()),  # an interval in epochs means nothing here
+    )
 
 
 def full_train_set(spec: StudySpec, results: List[RunResult], baseline: str) -> Optional[dict]:

@@ -39,6 +39,7 @@ class RunResult:
     metrics: dict  # nuscenes_metrics(): mAP, NDS, AP per class
     train_set: dict = field(default_factory=dict)  # train_set_stats()
     classes: Optional[List[str]] = None
+    iterations: Optional[int] = None  # what it trained, when known (the study records it)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,10 +8,10 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conceptminer3d.speed_benchmarks import make_synthetic_embeddings, run_outlier_benchmark
 from conceptminer3d.mining.outlier_scoring import combine_outlier_flags, score_outliers
 from conceptminer3d.mining.outliers import IsolationForestOutliers, KnnDistanceOutliers, LocalOutlierFactorOutliers
 from conceptminer3d.registry import OUTLIER_DETECTORS
+from conceptminer3d.speed_benchmarks import make_synthetic_embeddings, run_outlier_benchmark
 
 DETECTORS = [IsolationForestOutliers, LocalOutlierFactorOutliers, KnnDistanceOutliers]
 

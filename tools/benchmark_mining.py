@@ -14,8 +14,8 @@ import json
 import os
 
 from conceptminer3d.apis import load_mining_config
-from conceptminer3d.speed_benchmarks import run_outlier_benchmark, run_pipeline_benchmark
 from conceptminer3d.launch import DictAction
+from conceptminer3d.speed_benchmarks import run_outlier_benchmark, run_pipeline_benchmark
 
 
 def main():

@@ -14,8 +14,8 @@ import shutil
 import subprocess
 import time
 
-from conceptminer3d.speed_benchmarks import replicate_mining_run
 from conceptminer3d.report import build_report
+from conceptminer3d.speed_benchmarks import replicate_mining_run
 
 
 def open_in_chromium(path: str) -> float:

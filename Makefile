@@ -2,6 +2,7 @@
 #   make demo   set up on first use, then run the demo on the toy nuScenes world
 #   make test   set up on first use, then run the linter and the test suite
 #   make lint   ruff (ruff.toml): lint and format check
+#   make fiftyone  the optional FiftyOne install (tools/export_fiftyone.py)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ DATA := data/toy_nuscenes# the toy configs' data_root
 WORK := work_dirs# the *_toy configs read their mining outputs from work_dirs/mining_toy
 PYTEST_ARGS ?=
 
-.PHONY: setup browser demo test lint benchmark clean
+.PHONY: setup fiftyone browser demo test lint benchmark clean
 
 setup: $(SETUP_STAMP)
 
@@ -23,6 +24,16 @@ $(SETUP_STAMP):
 	bash tools/build_mmcv.sh $(VENV)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.setup-*
+	touch $@
+
+# FiftyOne and its database binary, into the same venv (no pin of ours moves).
+FIFTYONE_STAMP := $(VENV)/.fiftyone-$(shell cat requirements/fiftyone.txt | sha1sum | cut -c1-12)
+fiftyone: setup $(FIFTYONE_STAMP)
+
+$(FIFTYONE_STAMP): | $(SETUP_STAMP)
+	@echo ">>> Installing FiftyOne with its database (requirements/fiftyone.txt)"
+	$(PY) -m pip install -q -r requirements/fiftyone.txt
+	rm -f $(VENV)/.fiftyone-*
 	touch $@
 
 $(DATA)/nuscenes_infos_val.pkl: | $(SETUP_STAMP)
@@ -62,7 +73,7 @@ browser:
 		{ echo ">>> Installing Debian's chromium for the report tests"; \
 		  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup lint browser
+test: setup lint browser fiftyone
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 clean:

@@ -12,7 +12,10 @@ from .builder import (
     subset_dbinfos,
     subset_infos,
     subset_manifest_path,
+    subset_membership,
+    subset_names,
     subset_paths,
+    write_subset,
 )
 from .coverage import SqrtCoverage
 from .selection import SubsetSpec, select_coreset, select_mined, select_random
@@ -29,5 +32,8 @@ __all__ = [
     'subset_dbinfos',
     'subset_infos',
     'subset_manifest_path',
+    'subset_membership',
+    'subset_names',
     'subset_paths',
+    'write_subset',
 ]

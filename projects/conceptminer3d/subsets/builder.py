@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import pickle
+import re
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Tuple
 
@@ -38,6 +40,8 @@ from ..mining.contracts import (
 )
 from ..mining.frames import load_info_pickle
 from .selection import (
+    REASON_CORESET,
+    REASON_RANDOM,
     Selection,
     SubsetSpec,
     embedding_clusters,
@@ -52,6 +56,7 @@ from .selection import (
 
 SUBSET_DIR = 'subsets'
 SUBSET_MANIFEST = 'subset_manifest.json'
+_SUBSET_PICKLE = re.compile(r'^nuscenes_infos_train_(.+)\.pkl$')  # the name rule of _subset_files
 _PICKLE_PROTOCOL = 4  # fixed, so bytes do not depend on the Python default
 
 
@@ -70,6 +75,14 @@ def subset_manifest_path(mining_dir: str, name: str) -> str:
     """The manifest of mined subset ``name`` (``SubsetSpec.name``) in ``mining_dir``: why each
     sample was chosen. ``subset_manifest.json`` is the last build's."""
     return os.path.join(mining_dir, SUBSET_DIR, _subset_manifest_file(name))
+
+
+def subset_names(mining_dir: str) -> List[str]:
+    """The subsets whose info pickle lies in ``mining_dir/subsets/``, sorted."""
+    folder = os.path.join(mining_dir, SUBSET_DIR)
+    if not os.path.isdir(folder):
+        return []
+    return [m.group(1) for f in sorted(os.listdir(folder)) if (m := _SUBSET_PICKLE.match(f))]
 
 
 def subset_paths(mining_dir: str, name: str) -> Tuple[str, str]:
@@ -118,6 +131,43 @@ def subset_dbinfos(dbinfos: Dict[str, list], indices: List[int]) -> Dict[str, li
                 kept.append(entry)
         out[name] = kept
     return out
+
+
+def write_subset(out_dir: str, name: str, infos: dict, indices: List[int], dbinfos: Optional[dict] = None) -> dict:
+    """Write subset ``name`` (train positions ``indices``) of ``infos`` into ``out_dir``: its info
+    pickle and, given the full GT database, its filtered one. Returns ``{infos_<name>: path,
+    [dbinfos_<name>: path]}``."""
+    infos_path, dbinfos_path = _subset_files(out_dir, name)
+    _dump_pickle_atomic(subset_infos(infos, indices), infos_path)
+    paths = {f'infos_{name}': infos_path}
+    if dbinfos is not None:
+        _dump_pickle_atomic(subset_dbinfos(dbinfos, indices), dbinfos_path)
+        paths[f'dbinfos_{name}'] = dbinfos_path
+    return paths
+
+
+def subset_membership(mining_dir: str, name: str) -> Dict[str, dict]:
+    """Why each sample of subset ``name`` in ``mining_dir`` is in it: ``{sample token: {reason,
+    [concept, score]}}``. The reason comes from the subset's manifest (``target``, ``random``, ...);
+    a baseline (random, coreset) is named by the manifest of the subset it was built beside."""
+    infos_path = subset_paths(mining_dir, name)[0]
+    tokens = [info['token'] for info in load_info_pickle(infos_path)['data_list']]
+    own = subset_manifest_path(mining_dir, name)
+    if os.path.isfile(own):
+        with open(own) as f:
+            selected = json.load(f).get('selected', [])
+        known = {s['sample_token']: {k: s[k] for k in ('reason', 'concept', 'score') if k in s} for s in selected}
+        return {t: known.get(t, {'reason': 'listed'}) for t in tokens}
+    reason = 'listed'
+    for manifest_name in sorted(os.listdir(os.path.join(mining_dir, SUBSET_DIR))):
+        if manifest_name.startswith('subset_manifest') and manifest_name.endswith('.json'):
+            with open(os.path.join(mining_dir, SUBSET_DIR, manifest_name)) as f:
+                spec = json.load(f).get('spec') or {}
+            if spec and name == SubsetSpec(**spec).baseline_name:
+                reason = REASON_RANDOM
+            elif spec and name == SubsetSpec(**spec).coreset_name:
+                reason = REASON_CORESET
+    return {t: {'reason': reason} for t in tokens}
 
 
 def _class_counts(infos: dict, indices) -> Dict[str, int]:
@@ -253,12 +303,7 @@ def build_subsets(
     if coreset is not None:
         subsets.append((spec.coreset_name, coreset))
     for name, indices in subsets:
-        infos_path, dbinfos_path = _subset_files(out_dir, name)
-        paths[f'infos_{name}'] = infos_path
-        _dump_pickle_atomic(subset_infos(infos, indices), infos_path)
-        if dbinfos is not None:
-            paths[f'dbinfos_{name}'] = dbinfos_path
-            _dump_pickle_atomic(subset_dbinfos(dbinfos, indices), dbinfos_path)
+        paths.update(write_subset(out_dir, name, infos, indices, dbinfos))
 
     crops_of: Dict[int, list] = defaultdict(list)
     for c in _with_crop_ids(concepts, crop_ids, concepts.position.isin(selection.indices)).itertuples(index=False):

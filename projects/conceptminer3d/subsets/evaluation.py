@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from ..mining.contracts import FRAMES_FILE, GROUP_TARGET, MANIFEST_FILE, write_json_atomic
 from ..mining.frames import load_info_pickle
-from .builder import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_paths
+from .builder import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_names, subset_paths
 from .coverage import SqrtCoverage, sqrt_coverage_value
 from .selection import REASON_RANDOM, REASON_TARGET, rarity_weights
 
@@ -48,12 +48,10 @@ __all__ = [
     'label_counts',
     'mined_train_pickle',
     'plot_selection_eval',
-    'subset_names',
 ]
 
 SELECTION_EVAL_FILE = 'selection_eval.json'
 RARE_CLASSES = 5  # "rare": this many of the train set's least frequent classes
-_SUBSET_PICKLE = re.compile(r'^nuscenes_infos_train_(.+)\.pkl$')
 _MINED_NAME = re.compile(r'^random(\d+)_target(\d+)(?:_|$)')
 
 
@@ -87,14 +85,6 @@ def label_counts(infos: Mapping, use_valid_flag: bool = True) -> Tuple[List[str]
                 every[i, k] += 1
                 kept[i, k] += instance_kept(instance, use_valid_flag)
     return classes, kept, every
-
-
-def subset_names(mining_dir: str) -> List[str]:
-    """The subsets whose info pickle lies in ``mining_dir/subsets/``, sorted."""
-    folder = os.path.join(mining_dir, SUBSET_DIR)
-    if not os.path.isdir(folder):
-        return []
-    return [m.group(1) for f in sorted(os.listdir(folder)) if (m := _SUBSET_PICKLE.match(f))]
 
 
 def _spread(values: np.ndarray) -> dict:

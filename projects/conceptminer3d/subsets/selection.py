@@ -19,6 +19,7 @@ from ..mining.contracts import GROUP_RARE, GROUP_TARGET
 from .coverage import SqrtCoverage
 
 REASON_TARGET, REASON_RARE, REASON_FILL, REASON_RANDOM = 'target', 'rare_topup', 'fill_topup', 'random'
+REASON_CORESET = 'coreset'  # the coreset baseline's samples (no manifest of their own)
 UNITS = ('sample', 'scene')
 SELECTIONS = ('coverage', 'ranked', 'uniform')
 _CHUNK = 1 << 16  # crop embeddings summed per step

@@ -225,8 +225,9 @@ def run_study(spec: StudySpec, on_run: Optional[Callable[[str, int, str], None]]
         check_data(spec, spec.base_config(arm))
     schedule = spec.resolve_schedule()
     results = []
-    for arm in spec.arms:
-        for seed in spec.seeds:
+    # Seed by seed: a study stopped early has every arm of its first seeds, which pair.
+    for seed in spec.seeds:
+        for arm in spec.arms:
             if on_run is not None:
                 on_run(arm, seed, str(schedule))
             results.append(run_one(spec, arm, seed, schedule))

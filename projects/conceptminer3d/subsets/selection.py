@@ -273,7 +273,7 @@ def embedding_clusters(embeddings, concepts: Sequence[str], seed: int, k: int = 
 def _attributed_picks(fit: SqrtCoverage, unit_evidence: sparse.csr_matrix, evidence: ConceptEvidence):
     """Each pick of ``fit`` as (unit row, the concept that gained most from it, its gain)."""
     names = sorted(set(evidence.concepts))
-    feature_concept = np.array([names.index(c) for c in evidence.concepts])
+    feature_concept = np.array([names.index(c) for c in evidence.concepts], np.int64)  # int when empty too
     totals = np.zeros(len(evidence.weights))
     for k, gain in zip(fit.ranking_, fit.gains_):
         row = unit_evidence.getrow(k)
@@ -290,7 +290,7 @@ def _coverage_record(fit: SqrtCoverage, unit_evidence, evidence: ConceptEvidence
     """What the manifest says of a coverage selection: its value, each pick's gain, and per
     concept the samples it won, the evidence taken and available, and its part of the value."""
     names = sorted(set(evidence.concepts))
-    feature_concept = np.array([names.index(c) for c in evidence.concepts])
+    feature_concept = np.array([names.index(c) for c in evidence.concepts], np.int64)  # int when empty too
     per_feature = evidence.weights * np.sqrt(fit.totals_)
     value = np.bincount(feature_concept, per_feature, minlength=len(names))
     available = np.asarray(unit_evidence.sum(axis=0)).reshape(-1)

@@ -35,7 +35,7 @@ from ..mining.contracts import (
     GROUP_TARGET,
     MANIFEST_FILE,
 )
-from ..subsets import subset_membership, subset_names
+from ..subsets import SUBSET_DIR, subset_membership, subset_names
 from .database import connect
 
 DETECTIONS_FIELD = 'detections'
@@ -43,6 +43,8 @@ GROUP_FIELD = 'group'  # FiftyOne's group field; the crops' concept group is ``c
 SIMILARITY_BRAIN_KEY = 'crop_similarity'
 DATASET_PREFIX = 'conceptminer3d-'
 _PARTIAL = '-partial-'
+# Crop columns that make a detection's box, class and confidence and say where it lies.
+_BOX_COLUMNS = ('sample_token', 'camera', 'x1', 'y1', 'x2', 'y2', 'yolo_class', 'yolo_conf')
 # Crop columns copied onto each detection as they are (the outlier stage's columns are found by prefix).
 _CROP_ATTRIBUTES = ('crop_id', 'crop_index')
 _OUTLIER_PREFIXES = ('outlier_score_', 'is_outlier', 'caption_selected')
@@ -68,7 +70,7 @@ def _require_run(work_dir: str) -> None:
 def _read_crops(work_dir: str) -> pd.DataFrame:
     """Every crop with its concept and caption (None where the run scored or captioned none)."""
     crops = pq.read_table(os.path.join(work_dir, CROPS_FILE))
-    keep = ['sample_token', 'camera', 'x1', 'y1', 'x2', 'y2', 'yolo_class', 'yolo_conf', *_CROP_ATTRIBUTES]
+    keep = [*_BOX_COLUMNS, *_CROP_ATTRIBUTES]
     keep += [c for c in crops.column_names if c.startswith(_OUTLIER_PREFIXES)]
     frame = crops.select(keep).to_pandas()
     frame['row'] = np.arange(len(frame))
@@ -97,11 +99,7 @@ def _python(value):
 
 
 def _detections(fo, crops: pd.DataFrame, width: int, height: int):
-    attributes = [
-        c
-        for c in crops.columns
-        if c not in ('sample_token', 'camera', 'x1', 'y1', 'x2', 'y2', 'yolo_class', 'yolo_conf', 'row')
-    ]
+    attributes = [c for c in crops.columns if c not in (*_BOX_COLUMNS, 'row')]
     detections = []
     for crop in crops.itertuples(index=False):
         box = [crop.x1 / width, crop.y1 / height, (crop.x2 - crop.x1) / width, (crop.y2 - crop.y1) / height]
@@ -120,7 +118,7 @@ def _memberships(work_dir: str, subsets: Optional[Sequence[str]]) -> Dict[str, D
     unknown = sorted(set(names) - set(available))
     if unknown:
         raise ValueError(
-            f'no subset {", ".join(unknown)} in {os.path.join(work_dir, "subsets")} '
+            f'no subset {", ".join(unknown)} in {os.path.join(work_dir, SUBSET_DIR)} '
             f'(there: {", ".join(available) or "none"})'
         )
     return {name: subset_membership(work_dir, name) for name in names}

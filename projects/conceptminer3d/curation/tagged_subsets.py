@@ -9,6 +9,7 @@ the same configs (``SubsetNuScenesDataset(mining_dir=..., subset='<tag>')``).
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pickle
 import re
@@ -16,7 +17,7 @@ from typing import Optional
 
 from ..mining.contracts import write_json_atomic
 from ..mining.frames import load_info_pickle
-from ..subsets import SUBSET_DIR, subset_manifest_path, subset_names, write_subset
+from ..subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_names, write_subset
 from ..subsets.evaluation import mined_train_pickle
 from .database import connect
 from .fiftyone_dataset import DETECTIONS_FIELD, default_dataset_name
@@ -27,11 +28,9 @@ _SUBSET_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 def _dbinfos_pickle(work_dir: str) -> Optional[str]:
     """The full GT database the run's subsets were filtered from (their manifest says), if any."""
-    path = os.path.join(work_dir, SUBSET_DIR, 'subset_manifest.json')
+    path = os.path.join(work_dir, SUBSET_DIR, SUBSET_MANIFEST)
     if not os.path.isfile(path):
         return None
-    import json
-
     with open(path) as f:
         return (json.load(f).get('inputs') or {}).get('dbinfos_pkl')
 

@@ -57,6 +57,7 @@ from .selection import (
 SUBSET_DIR = 'subsets'
 SUBSET_MANIFEST = 'subset_manifest.json'
 _SUBSET_PICKLE = re.compile(r'^nuscenes_infos_train_(.+)\.pkl$')  # the name rule of _subset_files
+_REASON_LISTED = 'listed'  # in a subset whose manifest does not say why
 _PICKLE_PROTOCOL = 4  # fixed, so bytes do not depend on the Python default
 
 
@@ -157,8 +158,8 @@ def subset_membership(mining_dir: str, name: str) -> Dict[str, dict]:
         with open(own) as f:
             selected = json.load(f).get('selected', [])
         known = {s['sample_token']: {k: s[k] for k in ('reason', 'concept', 'score') if k in s} for s in selected}
-        return {t: known.get(t, {'reason': 'listed'}) for t in tokens}
-    reason = 'listed'
+        return {t: known.get(t, {'reason': _REASON_LISTED}) for t in tokens}
+    reason = _REASON_LISTED
     for manifest_name in sorted(os.listdir(os.path.join(mining_dir, SUBSET_DIR))):
         if manifest_name.startswith('subset_manifest') and manifest_name.endswith('.json'):
             with open(os.path.join(mining_dir, SUBSET_DIR, manifest_name)) as f:

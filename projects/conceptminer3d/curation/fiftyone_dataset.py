@@ -181,6 +181,7 @@ def export_mining_run(
     default_slice = 'CAM_FRONT' if 'CAM_FRONT' in cameras else cameras[0]
     dataset.add_group_field(GROUP_FIELD, default=default_slice)
     crop_rows: List[np.ndarray] = []
+    row_of_position = crops.row.to_numpy()  # embeddings.npy row of each crop, once, not per frame
 
     def samples() -> Iterator:
         group = None
@@ -188,7 +189,7 @@ def export_mining_run(
             if group is None or group[0] != frame.sample_token:
                 group = (frame.sample_token, fo.Group())
             rows = crops_of.get((frame.sample_token, frame.camera), np.zeros(0, np.int64))
-            crop_rows.append(crops.row.to_numpy()[rows])
+            crop_rows.append(row_of_position[rows])
             reasons = {s: m[frame.sample_token] for s, m in memberships.items() if frame.sample_token in m}
             yield fo.Sample(
                 filepath=os.path.abspath(frame.img_path),

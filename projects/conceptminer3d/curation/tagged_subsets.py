@@ -9,7 +9,6 @@ the same configs (``SubsetNuScenesDataset(mining_dir=..., subset='<tag>')``).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import pickle
 import re
@@ -17,22 +16,13 @@ from typing import Optional
 
 from ..mining.contracts import write_json_atomic
 from ..mining.frames import load_info_pickle
-from ..subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_names, write_subset
-from ..subsets.evaluation import mined_train_pickle
+from ..subsets import SUBSET_DIR, subset_manifest_path, subset_names, write_subset
+from ..subsets.evaluation import mined_dbinfos_pickle, mined_train_pickle
 from .database import connect
 from .fiftyone_dataset import DETECTIONS_FIELD, default_dataset_name
 
 REASON_TAGGED = 'tagged'
 _SUBSET_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
-
-
-def _dbinfos_pickle(work_dir: str) -> Optional[str]:
-    """The full GT database the run's subsets were filtered from (their manifest says), if any."""
-    path = os.path.join(work_dir, SUBSET_DIR, SUBSET_MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return (json.load(f).get('inputs') or {}).get('dbinfos_pkl')
 
 
 def import_tagged_subset(
@@ -85,7 +75,7 @@ def import_tagged_subset(
             f'{len(unknown)} tagged samples are not in {train_pkl}: {name!r} was exported from another run'
         )
     indices = sorted(position[t] for t in tagged)
-    dbinfos_pkl = _dbinfos_pickle(work_dir)
+    dbinfos_pkl = mined_dbinfos_pickle(work_dir)
     dbinfos = None
     if dbinfos_pkl:
         with open(dbinfos_pkl, 'rb') as f:

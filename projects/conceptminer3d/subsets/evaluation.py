@@ -289,13 +289,27 @@ def is_current(evaluation: Mapping, mining_dir: str) -> bool:
     return sorted(recorded) == names and all(recorded[n].get('file') == _subset_files(mining_dir, n) for n in names)
 
 
-def mined_train_pickle(mining_dir: str) -> str:
-    """The train pickle the subsets in ``mining_dir`` were built from (their manifest says)."""
+def _subset_inputs(mining_dir: str) -> Optional[dict]:
+    """What the subsets in ``mining_dir`` were built from (their manifest's ``inputs``), if built."""
     manifest = os.path.join(mining_dir, SUBSET_DIR, SUBSET_MANIFEST)
     if not os.path.isfile(manifest):
-        raise FileNotFoundError(f'{manifest} not found: give the train pickle that was mined (--ann-file)')
+        return None
     with open(manifest) as f:
-        return json.load(f)['inputs']['train_pkl']
+        return json.load(f).get('inputs') or {}
+
+
+def mined_train_pickle(mining_dir: str) -> str:
+    """The train pickle the subsets in ``mining_dir`` were built from (their manifest says)."""
+    inputs = _subset_inputs(mining_dir)
+    if inputs is None:
+        manifest = os.path.join(mining_dir, SUBSET_DIR, SUBSET_MANIFEST)
+        raise FileNotFoundError(f'{manifest} not found: give the train pickle that was mined (--ann-file)')
+    return inputs['train_pkl']
+
+
+def mined_dbinfos_pickle(mining_dir: str) -> Optional[str]:
+    """The full GT database the subsets in ``mining_dir`` were filtered from, if any."""
+    return (_subset_inputs(mining_dir) or {}).get('dbinfos_pkl')
 
 
 def evaluate_selection(

@@ -415,6 +415,9 @@ ABOVE_THE_STAGES = (
     'conceptminer3d.hooks',
     'conceptminer3d.launch',
     'conceptminer3d.report',
+    'conceptminer3d.search',
+    'conceptminer3d.search_benchmarks',
+    'conceptminer3d.curation',
     'conceptminer3d.toy_models',
 )
 
@@ -448,6 +451,12 @@ def _package_imports(package):
         ('conceptminer3d.mining', ABOVE_THE_STAGES + ('conceptminer3d.subsets',)),
         ('conceptminer3d.subsets', ABOVE_THE_STAGES),
         ('conceptminer3d.report', tuple(p for p in ABOVE_THE_STAGES if p != 'conceptminer3d.report')),
+        # search sits beside curation: it reads runs (mining), writes subsets and borrows the
+        # report's thumbnails; nothing else imports it
+        (
+            'conceptminer3d.search',
+            tuple(p for p in ABOVE_THE_STAGES if p not in ('conceptminer3d.report', 'conceptminer3d.search')),
+        ),
     ],
 )
 def test_imports_run_downward(package, forbidden):

@@ -101,6 +101,35 @@ def test_score_outliers_is_one_pass_of_fit_score_predict(detector_cls, planted, 
     np.testing.assert_array_equal(flags['name'], expected_flags)
 
 
+@pytest.mark.parametrize('n_reference, n_components', [(400, 32), (5000, None)])
+def test_lof_and_knn_share_one_neighbour_search_and_flag_as_apart(planted, n_reference, n_components, monkeypatch):
+    from conceptminer3d.mining.neighbours import ReferenceNeighbours
+
+    X = planted[0][:1500]
+    options = dict(n_reference=n_reference, n_components=n_components)
+    apart = {
+        'lof': LocalOutlierFactorOutliers(**options).fit(X),
+        'knn': KnnDistanceOutliers(n_neighbors=7, **options).fit(X),
+        'kth': KnnDistanceOutliers(n_neighbors=3, aggregation='kth', **options).fit(X),
+    }
+    searched = []
+    kneighbors = ReferenceNeighbours.kneighbors
+    monkeypatch.setattr(
+        ReferenceNeighbours, 'kneighbors', lambda self, q, k: searched.append((len(q), k)) or kneighbors(self, q, k)
+    )
+    shared = {
+        'lof': LocalOutlierFactorOutliers(**options),
+        'knn': KnnDistanceOutliers(n_neighbors=7, **options),
+        'kth': KnnDistanceOutliers(n_neighbors=3, aggregation='kth', **options),
+    }
+    scores, flags = score_outliers(shared, X)
+    assert sum(n for n, _ in searched) == len(X) and {k for _, k in searched} == {20}, 'one search, for the widest k'
+    for name, detector in apart.items():
+        np.testing.assert_allclose(scores[name], -detector.fit_scores_, rtol=1e-12)
+        np.testing.assert_array_equal(flags[name], detector.fit_scores_ < detector.offset_)
+        np.testing.assert_array_equal(flags[name], shared[name].predict(X) == -1)
+
+
 @pytest.mark.parametrize('detector_cls', DETECTORS)
 @pytest.mark.parametrize('contamination', [0, 0.0, 0.6, -0.1, 'auto', None, True])
 def test_invalid_contamination_raises_in_fit(detector_cls, contamination):
@@ -227,10 +256,10 @@ def test_registry_build(detector_cls):
 
 def test_benchmark_runs_what_the_pipeline_runs():
     rows = run_outlier_benchmark(sizes=(1500,), dim=64, contamination=0.1)
-    assert [row['detector'] for row in rows] == [cls.__name__ for cls in DETECTORS]
+    assert [row['detector'] for row in rows] == [cls.__name__ for cls in DETECTORS] + ['all, one call (union)']
     X, is_outlier = make_synthetic_embeddings(1500, dim=64, outlier_fraction=0.05, seed=0)
-    for row, detector_cls in zip(rows, DETECTORS):
-        flagged = score_outliers({'d': detector_cls(contamination=0.1)}, X)[1]['d']
+    each = [score_outliers({'d': detector_cls(contamination=0.1)}, X)[1]['d'] for detector_cls in DETECTORS]
+    for row, flagged in zip(rows, [*each, np.any(each, axis=0)]):
         assert (row['n'], row['dim'], row['n_flagged']) == (1500, 64, flagged.sum())
         assert row['recall'] == round(recall(flagged, is_outlier), 4)
         assert row['precision'] == round((flagged & is_outlier).sum() / flagged.sum(), 4)

@@ -8,21 +8,13 @@ the same configs (``SubsetNuScenesDataset(mining_dir=..., subset='<tag>')``).
 
 from __future__ import annotations
 
-import datetime
-import os
-import pickle
-import re
 from typing import Optional
 
-from ..mining.contracts import write_json_atomic
-from ..mining.frames import load_info_pickle
-from ..subsets import SUBSET_DIR, subset_manifest_path, subset_names, write_subset
-from ..subsets.evaluation import mined_dbinfos_pickle, mined_train_pickle
+from ..subsets.listed import check_subset_name, write_listed_subset
 from .database import connect
 from .fiftyone_dataset import DETECTIONS_FIELD, default_dataset_name
 
 REASON_TAGGED = 'tagged'
-_SUBSET_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
 def import_tagged_subset(
@@ -49,10 +41,7 @@ def import_tagged_subset(
     Returns:
         dict: the subset's manifest.
     """
-    if not _SUBSET_NAME.match(tag):
-        raise ValueError(f'tag {tag!r} cannot name a subset file: use letters, digits, "_", "-" and "."')
-    if tag in subset_names(work_dir) and not overwrite:
-        raise FileExistsError(f'subset {tag!r} exists in {os.path.join(work_dir, SUBSET_DIR)}: --overwrite replaces it')
+    check_subset_name(tag, work_dir, overwrite)
     name = name or default_dataset_name(work_dir)
     fo = connect(database_uri)
     if not fo.dataset_exists(name):
@@ -66,32 +55,9 @@ def import_tagged_subset(
             f'{", ".join(sorted(slices.count_sample_tags())) or "none"})'
         )
 
-    train_pkl = train_pkl or mined_train_pickle(work_dir)
-    infos = load_info_pickle(train_pkl)
-    position = {info['token']: i for i, info in enumerate(infos['data_list'])}
-    unknown = tagged - set(position)
-    if unknown:
-        raise ValueError(
-            f'{len(unknown)} tagged samples are not in {train_pkl}: {name!r} was exported from another run'
-        )
-    indices = sorted(position[t] for t in tagged)
-    dbinfos_pkl = mined_dbinfos_pickle(work_dir)
-    dbinfos = None
-    if dbinfos_pkl:
-        with open(dbinfos_pkl, 'rb') as f:
-            dbinfos = pickle.load(f)
-    paths = write_subset(os.path.join(work_dir, SUBSET_DIR), tag, infos, indices, dbinfos)
-    manifest = dict(
-        source=dict(fiftyone_dataset=name, tag=tag, imported=datetime.datetime.now().isoformat(timespec='seconds')),
-        inputs=dict(train_pkl=os.path.abspath(train_pkl), dbinfos_pkl=dbinfos_pkl),
-        outputs={k: os.path.basename(v) for k, v in paths.items()},
-        num_train_samples=len(position),
-        num_selected=len(indices),
-        reasons={REASON_TAGGED: len(indices)},
-        selected=[
-            dict(sample_token=infos['data_list'][i]['token'], train_index=i, subset_index=p, reason=REASON_TAGGED)
-            for p, i in enumerate(indices)
-        ],
-    )
-    write_json_atomic(manifest, subset_manifest_path(work_dir, tag))
-    return manifest
+    selected = [dict(sample_token=token, reason=REASON_TAGGED) for token in sorted(tagged)]
+    source = dict(fiftyone_dataset=name, tag=tag)
+    try:
+        return write_listed_subset(work_dir, tag, selected, source, train_pkl=train_pkl, overwrite=overwrite)
+    except ValueError as err:
+        raise ValueError(f'{err} ({name!r} was exported from another run)') from None

@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow.compute as pc
 from sklearn.base import OutlierMixin
 
+from .outliers import fit_sharing_neighbours
+
 __all__ = ['combine_outlier_flags', 'row_groups', 'score_outlier_groups', 'score_outliers']
 
 
@@ -25,7 +27,10 @@ def score_outliers(
 
     Fitting already scores the fit data (``fit_scores_``), so each detector makes one pass
     over the embeddings: what ``fit`` + ``score_samples`` + ``predict`` would compute in
-    three. The mining pipeline and the outlier benchmark both call this.
+    three. Neighbour detectors that agree on their search (LOF and kNN distance with the same
+    reference, projection and seed, as by default) share one neighbour search
+    (:func:`~.outliers.fit_sharing_neighbours`). The mining pipeline and the outlier benchmark
+    both call this.
 
     Args:
         detectors (Mapping[str, estimator]): Name -> detector of :mod:`.outliers`; each is
@@ -38,8 +43,18 @@ def score_outliers(
         ``predict == -1``).
     """
     scores, flags = {}, {}
+    sharing = {}
+    for detector in detectors.values():
+        if hasattr(detector, 'neighbour_search_options'):
+            sharing.setdefault(detector.neighbour_search_options(), []).append(detector)
+    fitted = set()
+    for group in sharing.values():
+        if len(group) > 1:
+            fit_sharing_neighbours(group, embeddings)
+            fitted.update(map(id, group))
     for name, detector in detectors.items():
-        detector.fit(embeddings)
+        if id(detector) not in fitted:
+            detector.fit(embeddings)
         scores[name] = -detector.fit_scores_
         flags[name] = detector.fit_scores_ < detector.offset_
     return scores, flags

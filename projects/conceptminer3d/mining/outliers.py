@@ -28,6 +28,7 @@ from .neighbours import CentredProjection, ReferenceNeighbours, parallel_map, ro
 
 __all__ = [
     'IsolationForestOutliers',
+    'fit_sharing_neighbours',
     'KnnDistanceOutliers',
     'LocalOutlierFactorOutliers',
 ]
@@ -279,22 +280,26 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
         if self.n_components is not None:
             _check_positive_int('n_components', self.n_components)
 
+    def neighbour_search_options(self) -> tuple:
+        """What the neighbour search depends on: detectors that agree on it can share one
+        (:func:`fit_sharing_neighbours`)."""
+        return (self.n_reference, self.n_components, self.random_state, self.chunk_size, self.n_jobs)
+
     def _fit(self, X: np.ndarray) -> None:
-        n_samples = X.shape[0]
-        if n_samples > self.n_reference:
-            rng = check_random_state(self.random_state)
-            self.reference_indices_ = np.sort(rng.choice(n_samples, self.n_reference, replace=False))
-        else:
-            self.reference_indices_ = np.arange(n_samples)
-        reference = np.asarray(X[self.reference_indices_], dtype=np.float32)
-        # The reference is a uniform sample, so it also serves to fit the PCA.
-        self.neighbours_ = ReferenceNeighbours(reference, CentredProjection(reference, self.n_components))
+        self._set_reference(X, _build_reference(X, self.n_reference, self.n_components, self.random_state))
+        self._fit_reference(*_sorted_neighbours(self._map_chunks(self.neighbours_.raw, self._search)))
+
+    def _set_reference(self, X: np.ndarray, reference: tuple) -> None:
+        self.reference_indices_, self.neighbours_ = reference
         # As in sklearn, k is capped by the number of *other* reference points.
         self.n_neighbors_ = min(self.n_neighbors, self.neighbours_.size - 1)
-        self._fit_reference()
 
-    def _fit_reference(self) -> None:
-        """Precompute per-reference-point statistics (after ``neighbours_`` exists)."""
+    def _search(self, chunk: np.ndarray) -> tuple:
+        return self.neighbours_.kneighbors(chunk, self.n_neighbors_)
+
+    def _fit_reference(self, squared: np.ndarray, indices: np.ndarray) -> None:
+        """Precompute per-reference-point statistics from the reference's own neighbours
+        (leave-one-out, nearest first)."""
 
     def _score_neighbours(self, squared: np.ndarray, indices: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -304,12 +309,61 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
         return parallel_map(lambda rows: function(X[rows]), chunks, self.n_jobs)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        k = self.n_neighbors_
+        return self._score_neighbours(*_sorted_neighbours(self._map_chunks(X, self._search)))
 
-        def score_chunk(chunk):
-            return self._score_neighbours(*self.neighbours_.kneighbors(chunk, k))
 
-        return np.concatenate(self._map_chunks(X, score_chunk))
+def _build_reference(X: np.ndarray, n_reference: int, n_components, random_state) -> tuple:
+    """The reference subsample's row indices and its neighbour search."""
+    n_samples = X.shape[0]
+    if n_samples > n_reference:
+        rng = check_random_state(random_state)
+        indices = np.sort(rng.choice(n_samples, n_reference, replace=False))
+    else:
+        indices = np.arange(n_samples)
+    reference = np.asarray(X[indices], dtype=np.float32)
+    # The reference is a uniform sample, so it also serves to fit the PCA.
+    return indices, ReferenceNeighbours(reference, CentredProjection(reference, n_components))
+
+
+def _sorted_neighbours(parts: list) -> tuple:
+    """Chunks of (squared distances, indices) joined, each row nearest first (ties by index),
+    so that a detector that takes the first k of a wider search sees what its own search of k
+    would have found, in the same order."""
+    squared = np.concatenate([p[0] for p in parts])
+    indices = np.concatenate([p[1] for p in parts])
+    order = np.lexsort((indices, squared), axis=1) if squared.size else np.zeros(squared.shape, np.int64)
+    return np.take_along_axis(squared, order, axis=1), np.take_along_axis(indices, order, axis=1)
+
+
+def fit_sharing_neighbours(detectors: list, X) -> None:
+    """Fit neighbour detectors that agree on ``neighbour_search_options`` with one search.
+
+    The reference is drawn and every row's neighbours are searched once, for the largest
+    ``n_neighbors`` among them; each detector takes its own first k, nearest first, which is
+    what its own search finds (up to distance ties at the k-th neighbour). The result is each
+    detector fitted as ``fit(X)`` would fit it.
+    """
+    options = {d.neighbour_search_options() for d in detectors}
+    if len(options) != 1:
+        raise ValueError(f'the detectors disagree on their neighbour search: {sorted(map(str, options))}')
+    for detector in detectors:
+        detector.check_params()
+        X = validate_data(detector, X, dtype=_INPUT_DTYPES, ensure_min_samples=2)
+    first = detectors[0]
+    reference = _build_reference(X, first.n_reference, first.n_components, first.random_state)
+    for detector in detectors:
+        detector._set_reference(X, reference)
+    k_max = max(d.n_neighbors_ for d in detectors)
+    searcher = reference[1]
+    squared, indices = _sorted_neighbours(first._map_chunks(X, lambda chunk: searcher.kneighbors(chunk, k_max)))
+    # A reference crop's neighbours among the other reference crops are the ones found for its
+    # own row (leave-one-out is by content).
+    own_squared, own_indices = squared[reference[0]], indices[reference[0]]
+    for detector in detectors:
+        k = detector.n_neighbors_
+        detector._fit_reference(own_squared[:, :k], own_indices[:, :k])
+        detector.fit_scores_ = detector._score_neighbours(squared[:, :k], indices[:, :k])
+        detector.offset_ = _offset_for_contamination(detector.fit_scores_, detector.contamination)
 
 
 @OUTLIER_DETECTORS.register_module()
@@ -326,18 +380,10 @@ class LocalOutlierFactorOutliers(_ReferenceNeighbourOutliers):
             to 20, as in scikit-learn).
     """
 
-    def _fit_reference(self) -> None:
+    def _fit_reference(self, squared: np.ndarray, indices: np.ndarray) -> None:
         # k-distance and local reachability density of every reference point, computed
         # leave-one-out within the reference (the point's own copy is skipped).
-        k = self.n_neighbors_
-
-        def reference_neighbours(chunk):
-            squared, indices = self.neighbours_.kneighbors(chunk, k)
-            return np.sqrt(squared, dtype=np.float64), indices
-
-        parts = self._map_chunks(self.neighbours_.raw, reference_neighbours)
-        distances = np.concatenate([p[0] for p in parts])
-        indices = np.concatenate([p[1] for p in parts])
+        distances = np.sqrt(squared, dtype=np.float64)
         self.reference_k_distance_ = distances.max(axis=1)
         self.reference_lrd_ = self._local_reachability_density(distances, indices)
 

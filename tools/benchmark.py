@@ -7,7 +7,8 @@ finished runs (logic in ``conceptminer3d.study``; ``--help`` for the options).
     python tools/benchmark.py --quick --work-dir DIR
 """
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.study.cli import main
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

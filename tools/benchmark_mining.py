@@ -14,6 +14,7 @@ import json
 import os
 
 from conceptminer3d.apis import load_mining_config
+from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction
 from conceptminer3d.speed_benchmarks import run_outlier_benchmark, run_pipeline_benchmark
 
@@ -91,4 +92,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import time
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.report import build_report
 from conceptminer3d.speed_benchmarks import replicate_mining_run
 
@@ -59,4 +60,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -19,6 +19,7 @@ Timings belong here, never in tests. Run on an idle machine.
 import argparse
 import json
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.search import search_mining_run
 from conceptminer3d.search.evaluation import label_results, precision_at_k
 from conceptminer3d.search_benchmarks import run_search_benchmark
@@ -69,7 +70,8 @@ def main():
             args.sizes, data_dir=args.data_dir, n_queries=args.queries, k=args.k, verbose=True
         )
         print(
-            f'\n{"n":>9} {"method":<11}{"build s":>9}{"query ms":>10}{"max ms":>9}{"recall@k":>10}{"peak MB":>9}{"added MB":>10}'
+            f'\n{"n":>9} {"method":<11}{"build s":>9}{"query ms":>10}{"max ms":>9}{"recall@k":>10}'
+            f'{"peak MB":>9}{"added MB":>10}'
         )
         for r in results:
             print(
@@ -82,4 +84,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

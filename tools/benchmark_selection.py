@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.speed_benchmarks import NUSCENES_TRAIN_SAMPLES, make_synthetic_mining_dir, run_selection_benchmark
 from conceptminer3d.subsets import SubsetSpec
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
@@ -50,4 +51,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

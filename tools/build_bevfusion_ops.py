@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from conceptminer3d.bevfusion_ops import build_bev_pool, check_bev_pool, cuda_arch_flags, default_cuda_archs
+from conceptminer3d.cli import run_tool
 
 
 def main():
@@ -31,4 +32,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

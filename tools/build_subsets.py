@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.subsets import SubsetSpec, build_subsets
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
 
@@ -46,4 +47,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

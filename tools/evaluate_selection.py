@@ -13,12 +13,11 @@ camera distractor. Defaults: subsets.evaluation.evaluate_selection.
 import argparse
 import inspect
 import os
-import sys
 
-from conceptminer3d.mining.frames import InfoPickleError, load_info_pickle, resolve_ann_file
+from conceptminer3d.cli import run_tool
+from conceptminer3d.mining.frames import load_info_pickle, resolve_ann_file
 from conceptminer3d.report import REPORT_DIR, build_report
 from conceptminer3d.subsets.evaluation import (
-    NoLabelsError,
     evaluate_selection,
     format_selection_table,
     mined_train_pickle,
@@ -41,27 +40,23 @@ def main():
     p.add_argument('--no-valid-flag', action='store_true', help='count boxes with lidar points, not bbox_3d_isvalid')
     p.add_argument('--no-report', action='store_true', help='do not rebuild MINING_DIR/report/')
     args = p.parse_args()
-    try:
-        if args.ann_file:
-            train_pkl = resolve_ann_file(args.data_root or '', args.ann_file)
-        else:
-            train_pkl = mined_train_pickle(args.mining_dir)
-        infos = load_info_pickle(train_pkl)
-        # A toy world keeps the truth about its camera distractors beside its pickles.
-        decoys = sample_decoys(args.data_root or os.path.dirname(train_pkl), infos)
-        result = evaluate_selection(
-            args.mining_dir,
-            train_pkl,
-            draws=args.draws,
-            seed=args.seed,
-            use_valid_flag=not args.no_valid_flag,
-            rare_classes=args.rare_classes,
-            decoys=decoys or None,
-            infos=infos,
-        )
-    except (NoLabelsError, InfoPickleError, FileNotFoundError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    if args.ann_file:
+        train_pkl = resolve_ann_file(args.data_root or '', args.ann_file)
+    else:
+        train_pkl = mined_train_pickle(args.mining_dir)
+    infos = load_info_pickle(train_pkl)
+    # A toy world keeps the truth about its camera distractors beside its pickles.
+    decoys = sample_decoys(args.data_root or os.path.dirname(train_pkl), infos)
+    result = evaluate_selection(
+        args.mining_dir,
+        train_pkl,
+        draws=args.draws,
+        seed=args.seed,
+        use_valid_flag=not args.no_valid_flag,
+        rare_classes=args.rare_classes,
+        decoys=decoys or None,
+        infos=infos,
+    )
     plot = plot_selection_eval(result, os.path.join(args.mining_dir, 'selection_eval.png'))
     print(format_selection_table(result))
     print(f'\nwrote {os.path.join(args.mining_dir, "selection_eval.json")} and {plot}')
@@ -70,4 +65,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

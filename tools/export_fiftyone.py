@@ -18,10 +18,10 @@ Defaults: curation.fiftyone_dataset.export_mining_run.
 
 import argparse
 import json
-import sys
 import time
 
-from conceptminer3d.curation import FiftyOneUnavailable, export_mining_run, import_tagged_subset
+from conceptminer3d.cli import run_tool
+from conceptminer3d.curation import export_mining_run, import_tagged_subset
 
 
 def main():
@@ -39,27 +39,23 @@ def main():
     if not work_dir:
         p.error('give the mining work dir (WORK_DIR or --work-dir)')
     start = time.perf_counter()
-    try:
-        if args.import_tags:
-            manifest = import_tagged_subset(
-                work_dir, args.import_tags, args.name, overwrite=args.overwrite, database_uri=args.database_uri
-            )
-            print(json.dumps({k: v for k, v in manifest.items() if k != 'selected'}, indent=1))
-        else:
-            summary = export_mining_run(
-                work_dir,
-                args.name,
-                args.subset,
-                overwrite=args.overwrite,
-                database_uri=args.database_uri,
-                progress=not args.no_progress,
-            )
-            print(json.dumps(summary, indent=1))
-    except (FiftyOneUnavailable, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
+    if args.import_tags:
+        manifest = import_tagged_subset(
+            work_dir, args.import_tags, args.name, overwrite=args.overwrite, database_uri=args.database_uri
+        )
+        print(json.dumps({k: v for k, v in manifest.items() if k != 'selected'}, indent=1))
+    else:
+        summary = export_mining_run(
+            work_dir,
+            args.name,
+            args.subset,
+            overwrite=args.overwrite,
+            database_uri=args.database_uri,
+            progress=not args.no_progress,
+        )
+        print(json.dumps(summary, indent=1))
     print(f'done in {time.perf_counter() - start:.1f} s')
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

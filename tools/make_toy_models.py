@@ -8,6 +8,7 @@ python tools/make_toy_models.py --out data/toy_models [--seed 0] [--qwen2-vl-2b 
 import argparse
 import json
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.toy_models import build_random_qwen2_vl_2b, build_toy_models
 
 
@@ -28,4 +29,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

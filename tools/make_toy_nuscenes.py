@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import time
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.toy_world import PRESETS, ToyWorldConfig, build_toy_dataset
 
 
@@ -69,4 +70,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -15,6 +15,7 @@ import json
 import logging
 
 from conceptminer3d.apis import run_mining
+from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction, init_distributed
 from conceptminer3d.report import build_report
 
@@ -55,4 +56,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

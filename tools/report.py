@@ -8,6 +8,7 @@ Open WORK_DIR/report/index.html in a browser (it needs no server and no network)
 import argparse
 import json
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.report import MAX_MAP_POINTS, build_report
 
 
@@ -23,4 +24,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -20,10 +20,9 @@ Train it with SubsetNuScenesDataset(mining_dir=WORK_DIR, subset=NAME), as the mi
 
 import argparse
 import os
-import sys
 import time
 
-from conceptminer3d.mining.model_loading import ModelUnavailableError
+from conceptminer3d.cli import run_tool
 from conceptminer3d.search import INDEX_KINDS, search_mining_run, write_query_subset, write_search_results
 
 
@@ -46,26 +45,22 @@ def main():
     if args.to_subset and not args.samples:
         p.error('--to-subset needs --samples N')
     start = time.perf_counter()
-    try:
-        results, queries, index = search_mining_run(
-            args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index
+    results, queries, index = search_mining_run(
+        args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index
+    )
+    out_dir = args.out or os.path.join(args.work_dir, 'search')
+    written = write_search_results(out_dir, results, queries, args.work_dir, progress=not args.no_progress)
+    subset = None
+    if args.to_subset:
+        subset = write_query_subset(
+            args.work_dir,
+            args.to_subset,
+            args.queries,
+            args.samples,
+            args.random_share,
+            args.seed,
+            overwrite=args.overwrite,
         )
-        out_dir = args.out or os.path.join(args.work_dir, 'search')
-        written = write_search_results(out_dir, results, queries, args.work_dir, progress=not args.no_progress)
-        subset = None
-        if args.to_subset:
-            subset = write_query_subset(
-                args.work_dir,
-                args.to_subset,
-                args.queries,
-                args.samples,
-                args.random_share,
-                args.seed,
-                overwrite=args.overwrite,
-            )
-    except (FileNotFoundError, FileExistsError, ValueError, ModelUnavailableError) as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(2)
     print(
         f'{"rank":>4} {"score":>6}  {"sample_token":<34} {"camera":<16} {"box":<20} {"class":<12} {"concept":<22} group'
     )
@@ -86,4 +81,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

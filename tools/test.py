@@ -11,6 +11,7 @@ import argparse
 from mmengine.runner import Runner
 
 import conceptminer3d  # noqa: F401  (registers the plugin, applies compat shims)
+from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import add_run_arguments, drop_train_only_hooks, join_cpu_job, load_run_config
 
 
@@ -29,4 +30,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -17,6 +17,7 @@ import json
 import os
 import time
 
+from conceptminer3d.cli import run_tool
 from conceptminer3d.toy_models.trained import (
     TRAINING_WORLD,
     TrainedToyModelsSpec,
@@ -118,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

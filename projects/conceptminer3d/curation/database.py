@@ -18,6 +18,8 @@ INSTALL_HINT = (
 class FiftyOneUnavailable(RuntimeError):
     """FiftyOne is not installed, or its database did not start or answer."""
 
+    user_error = True  # the tools print its message as one line (conceptminer3d.cli)
+
 
 def connect(database_uri: Optional[str] = None):
     """Import FiftyOne, connect to its database and return the ``fiftyone`` module.

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import Dict
 
 from mmengine.config import Config
 
 from conceptminer3d.study.retarget import replace_path_prefix, retarget_data_root  # noqa: F401 (re-exported)
+from conceptminer3d.subsets import SubsetSpec, build_subsets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_MINING_CONFIG = os.path.join(REPO, 'configs', 'mining', 'toy.py')
@@ -88,3 +90,13 @@ def torchrun_env() -> dict:
     """The environment for a tools/*.sh torchrun job in a test: this interpreter, a free port,
     one thread per rank (two ranks share the machine's cores)."""
     return dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1')
+
+
+def copy_run_with_subsets(run_dir: str, data_root: str, out_dir: str) -> str:
+    """A copy of the mining run ``run_dir`` (without its cache) in ``out_dir/mining``, with the
+    default subsets of the toy train pickle built, and their GT databases."""
+    work_dir = os.path.join(out_dir, 'mining')
+    shutil.copytree(run_dir, work_dir, ignore=shutil.ignore_patterns('cache'))
+    train, dbinfos = (os.path.join(data_root, f) for f in ('nuscenes_infos_train.pkl', 'nuscenes_dbinfos_train.pkl'))
+    build_subsets(work_dir, train, SubsetSpec(), dbinfos)
+    return work_dir

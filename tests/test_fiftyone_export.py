@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conceptminer3d.subsets import SubsetSpec, build_subsets, subset_membership, subset_names, subset_paths
+from conceptminer3d.subsets import SubsetSpec, subset_membership, subset_names, subset_paths
 
-from helpers import REPO
+from helpers import REPO, copy_run_with_subsets
 
 TRAIN = 'nuscenes_infos_train.pkl'
 TOOL = os.path.join(REPO, 'tools', 'export_fiftyone.py')
@@ -37,11 +37,7 @@ def fo(tmp_path_factory):
 @pytest.fixture(scope='module')
 def run_dir(train_mining, toy_world, tmp_path_factory):
     """The toy mining run with the default subsets built, and their GT databases."""
-    root, _ = toy_world
-    work_dir = str(tmp_path_factory.mktemp('fo_run') / 'mining')
-    shutil.copytree(train_mining, work_dir, ignore=shutil.ignore_patterns('cache'))
-    build_subsets(work_dir, os.path.join(root, TRAIN), SubsetSpec(), os.path.join(root, 'nuscenes_dbinfos_train.pkl'))
-    return work_dir
+    return copy_run_with_subsets(train_mining, toy_world[0], str(tmp_path_factory.mktemp('fo_run')))
 
 
 @pytest.fixture(scope='module')

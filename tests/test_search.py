@@ -24,9 +24,9 @@ from conceptminer3d.search import (
     write_search_results,
 )
 from conceptminer3d.search.queries import prompt_text
-from conceptminer3d.subsets import SubsetSpec, build_subsets, subset_membership, subset_paths
+from conceptminer3d.subsets import subset_membership, subset_paths
 
-from helpers import REPO
+from helpers import REPO, copy_run_with_subsets
 
 TRAIN = 'nuscenes_infos_train.pkl'
 TOOL = os.path.join(REPO, 'tools', 'search.py')
@@ -35,11 +35,7 @@ TOOL = os.path.join(REPO, 'tools', 'search.py')
 @pytest.fixture(scope='module')
 def run_dir(train_mining, toy_world, tmp_path_factory):
     """The toy mining run (two cameras) with the default subsets built."""
-    root, _ = toy_world
-    work_dir = str(tmp_path_factory.mktemp('search_run') / 'mining')
-    shutil.copytree(train_mining, work_dir, ignore=shutil.ignore_patterns('cache'))
-    build_subsets(work_dir, os.path.join(root, TRAIN), SubsetSpec(), os.path.join(root, 'nuscenes_dbinfos_train.pkl'))
-    return work_dir
+    return copy_run_with_subsets(train_mining, toy_world[0], str(tmp_path_factory.mktemp('search_run')))
 
 
 def _run(run_dir):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
-import resource
 import statistics
 import time
 from typing import Optional, Sequence
@@ -45,8 +44,14 @@ def write_synthetic_embeddings(path: str, n_rows: int, n_queries: int, dim: int 
     return queries
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, in MB. Not ``ru_maxrss``: a spawned
+    process inherits its parent's through fork and exec."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'no {field} in /proc/self/status')
 
 
 def _build(method: str, embeddings: np.ndarray, threads: int):
@@ -90,7 +95,7 @@ def _build(method: str, embeddings: np.ndarray, threads: int):
 
 def _measure(method: str, path: str, queries: np.ndarray, k: int, threads: int, reference: Optional[np.ndarray]):
     embeddings = np.load(path, mmap_mode='r')
-    rss_before = _peak_rss_mb()  # the interpreter and its imports
+    rss_before = _rss_mb('VmRSS')  # the interpreter and its imports
     start = time.perf_counter()
     search, options = _build(method, embeddings, threads)
     build_s = time.perf_counter() - start
@@ -113,8 +118,8 @@ def _measure(method: str, path: str, queries: np.ndarray, k: int, threads: int, 
         recall_at_k=None if recall is None else round(recall, 4),
         k=k,
         queries=len(queries),
-        peak_rss_mb=round(_peak_rss_mb()),
-        added_rss_mb=round(_peak_rss_mb() - rss_before),
+        peak_rss_mb=round(_rss_mb('VmHWM')),
+        added_rss_mb=round(_rss_mb('VmHWM') - rss_before),
         found=np.stack(found),
     )
 

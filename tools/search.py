@@ -19,34 +19,50 @@ Train it with SubsetNuScenesDataset(mining_dir=WORK_DIR, subset=NAME), as the mi
 """
 
 import argparse
+import inspect
 import os
 import time
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.search import INDEX_KINDS, search_mining_run, write_query_subset, write_search_results
+from conceptminer3d.search import (
+    INDEX_KINDS,
+    MiningRunEmbeddings,
+    search_mining_run,
+    write_query_subset,
+    write_search_results,
+)
+
+DEFAULTS = {
+    k: v.default
+    for function in (search_mining_run, write_query_subset)
+    for k, v in inspect.signature(function).parameters.items()
+}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('work_dir', help='a tools/mine.py work dir')
     p.add_argument('queries', nargs='+', metavar='QUERY', help='text prompt, crop id or image file')
-    p.add_argument('--top', type=int, default=20, help='crops to show (default 20)')
+    p.add_argument('--top', type=int, default=DEFAULTS['top'], help='crops to show (default %(default)s)')
     p.add_argument('--cameras', nargs='+', help='only crops from these cameras')
     p.add_argument('--any', action='store_true', help='several queries: a crop like any of them (max, not mean)')
-    p.add_argument('--index', choices=INDEX_KINDS, default='exact')
+    p.add_argument('--index', choices=INDEX_KINDS, default=DEFAULTS['index'])
     p.add_argument('--out', help='results folder (default WORK_DIR/search)')
     p.add_argument('--to-subset', metavar='NAME', help='write the best-matching samples as subset NAME')
     p.add_argument('--samples', type=int, help='with --to-subset: samples in the subset')
-    p.add_argument('--random-share', type=float, default=0.0, help='with --to-subset: share drawn at random')
-    p.add_argument('--seed', type=int, default=0, help='with --to-subset: seed of the random share')
+    p.add_argument(
+        '--random-share', type=float, default=DEFAULTS['random_share'], help='with --to-subset: share drawn at random'
+    )
+    p.add_argument('--seed', type=int, default=DEFAULTS['seed'], help='with --to-subset: seed of the random share')
     p.add_argument('--overwrite', action='store_true', help='with --to-subset: replace the subset')
     p.add_argument('--no-progress', action='store_true')
     args = p.parse_args()
     if args.to_subset and not args.samples:
         p.error('--to-subset needs --samples N')
     start = time.perf_counter()
+    run = MiningRunEmbeddings.open(args.work_dir)
     results, queries, index = search_mining_run(
-        args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index
+        args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index, run=run
     )
     out_dir = args.out or os.path.join(args.work_dir, 'search')
     written = write_search_results(out_dir, results, queries, args.work_dir, progress=not args.no_progress)
@@ -60,6 +76,7 @@ def main():
             args.random_share,
             args.seed,
             overwrite=args.overwrite,
+            run=run,
         )
     print(
         f'{"rank":>4} {"score":>6}  {"sample_token":<34} {"camera":<16} {"box":<20} {"class":<12} {"concept":<22} group'

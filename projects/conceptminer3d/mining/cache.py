@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 
 from .contracts import write_json_atomic, write_npy_atomic, write_table_atomic
 
+CACHE_DIR = 'cache'  # under a mining work dir: every stage's shards, and the search index
+
 
 def content_key(payload) -> str:
     blob = json.dumps(payload, sort_keys=True, default=str).encode()

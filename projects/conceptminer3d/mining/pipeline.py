@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
 from .assembly import crops_from_cache, frame_skips, frames_table_from_cache
-from .cache import ITEM_POSITION, ItemCache
+from .cache import CACHE_DIR, ITEM_POSITION, ItemCache
 from .concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
@@ -217,7 +217,7 @@ class MiningPipeline:
         """Detections, crops and embeddings of every frame: cached per frame (by its id and image
         content), computed for the frames no shard holds, in batches of ``frame_batch_size``.
         Returns None on every rank but the main one."""
-        cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'detect_embed', self._detection_payload())
+        cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'detect_embed', self._detection_payload())
 
         def plan():
             items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
@@ -307,7 +307,7 @@ class MiningPipeline:
             captioner=result_identity(CAPTIONERS, plain_config(self.cfg.captioner)),
             embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
         )
-        cache = ItemCache(os.path.join(self.work_dir, 'cache'), 'captions', payload)
+        cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'captions', payload)
         selected_items: List[str] = []
 
         def plan():

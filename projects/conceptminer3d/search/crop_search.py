@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..mining.cache import CACHE_DIR
 from ..mining.contracts import (
     CONCEPTS_FILE,
     CROPS_FILE,
@@ -52,6 +53,7 @@ class MiningRunEmbeddings:
     cameras: pa.ChunkedArray
     embeddings: np.ndarray
     manifest: dict
+    _embedded: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, work_dir: str) -> MiningRunEmbeddings:
@@ -83,11 +85,15 @@ class MiningRunEmbeddings:
         return dict(detect_embed=key or self.manifest.get('fingerprint'), shape=list(self.embeddings.shape))
 
     def embed(self, queries: Sequence[str]) -> Tuple[List[Query], np.ndarray]:
-        """The parsed queries and their embeddings, in the run's embedding space."""
-        parsed = parse_queries(queries, self.crop_ids)
-        config = self.manifest.get('config') or {}
-        template = vocabulary_template(config.get('concepts'))
-        return parsed, embed_queries(parsed, self.embeddings, config.get('embedder'), template)
+        """The parsed queries and their embeddings, in the run's embedding space (kept, so a
+        search and a subset from the same queries build the embedder once)."""
+        key = tuple(queries)
+        if key not in self._embedded:
+            parsed = parse_queries(queries, self.crop_ids)
+            config = self.manifest.get('config') or {}
+            template = vocabulary_template(config.get('concepts'))
+            self._embedded[key] = parsed, embed_queries(parsed, self.embeddings, config.get('embedder'), template)
+        return self._embedded[key]
 
     def camera_mask(self, cameras: Optional[Sequence[str]]) -> Optional[np.ndarray]:
         if not cameras:
@@ -106,7 +112,9 @@ def _approximate_search(
 ) -> tuple:
     import faiss
 
-    index, info = load_or_build_index(os.path.join(run.work_dir, 'cache'), run.embeddings, run.identity, IvfCropIndex())
+    index, info = load_or_build_index(
+        os.path.join(run.work_dir, CACHE_DIR), run.embeddings, run.identity, IvfCropIndex()
+    )
     wanted = top if len(vectors) == 1 else top * _CANDIDATES_PER_RESULT
     params = faiss.SearchParametersIVF(nprobe=index.options_['n_probe'])
     if mask is not None:
@@ -124,7 +132,7 @@ def _approximate_search(
 def search_mining_run(
     work_dir: str,
     queries: Sequence[str],
-    top: int = 50,
+    top: int = 20,
     cameras: Optional[Sequence[str]] = None,
     combine: str = 'mean',
     index: str = INDEX_EXACT,

@@ -112,9 +112,13 @@ def write_query_subset(
         chosen = list(coverage.ranking_)
         taken = set(chosen)
         chosen += [u for u in with_crops if u not in taken][: n_query - len(chosen)]
+    # A sample is credited to the query it ranks highest for: cosines of different queries
+    # are not on one scale, ranks are.
+    rank = np.empty(best.shape, np.int64)
+    rank[np.arange(len(parsed))[:, None], np.argsort(-best, axis=1, kind='stable')] = np.arange(n)
     selected = []
     for u in chosen:
-        q = int(best[:, u].argmax())
+        q = int(rank[:, u].argmin())
         selected.append(
             dict(
                 sample_token=data_list[u]['token'],

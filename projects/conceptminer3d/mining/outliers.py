@@ -285,17 +285,25 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
         (:func:`fit_sharing_neighbours`)."""
         return (self.n_reference, self.n_components, self.random_state, self.chunk_size, self.n_jobs)
 
+    # Whether ``_fit_reference`` needs the reference's own neighbours (LOF's densities do).
+    _uses_reference_neighbours = False
+
     def _fit(self, X: np.ndarray) -> None:
         self._set_reference(X, _build_reference(X, self.n_reference, self.n_components, self.random_state))
-        self._fit_reference(*_sorted_neighbours(self._map_chunks(self.neighbours_.raw, self._search)))
+        if self._uses_reference_neighbours:
+            self._fit_reference(*self._reference_neighbours(self.n_neighbors_))
 
     def _set_reference(self, X: np.ndarray, reference: tuple) -> None:
         self.reference_indices_, self.neighbours_ = reference
         # As in sklearn, k is capped by the number of *other* reference points.
         self.n_neighbors_ = min(self.n_neighbors, self.neighbours_.size - 1)
 
-    def _search(self, chunk: np.ndarray) -> tuple:
-        return self.neighbours_.kneighbors(chunk, self.n_neighbors_)
+    def _reference_neighbours(self, k: int) -> tuple:
+        """Every reference point's k nearest other reference points, nearest first."""
+        parts = self._map_chunks(
+            self.neighbours_.raw, lambda chunk: _nearest_first(*self.neighbours_.kneighbors(chunk, k))
+        )
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _fit_reference(self, squared: np.ndarray, indices: np.ndarray) -> None:
         """Precompute per-reference-point statistics from the reference's own neighbours
@@ -309,7 +317,12 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
         return parallel_map(lambda rows: function(X[rows]), chunks, self.n_jobs)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return self._score_neighbours(*_sorted_neighbours(self._map_chunks(X, self._search)))
+        k = self.n_neighbors_
+
+        def score_chunk(chunk):
+            return self._score_neighbours(*_nearest_first(*self.neighbours_.kneighbors(chunk, k)))
+
+        return np.concatenate(self._map_chunks(X, score_chunk))
 
 
 def _build_reference(X: np.ndarray, n_reference: int, n_components, random_state) -> tuple:
@@ -325,23 +338,21 @@ def _build_reference(X: np.ndarray, n_reference: int, n_components, random_state
     return indices, ReferenceNeighbours(reference, CentredProjection(reference, n_components))
 
 
-def _sorted_neighbours(parts: list) -> tuple:
-    """Chunks of (squared distances, indices) joined, each row nearest first (ties by index),
-    so that a detector that takes the first k of a wider search sees what its own search of k
-    would have found, in the same order."""
-    squared = np.concatenate([p[0] for p in parts])
-    indices = np.concatenate([p[1] for p in parts])
-    order = np.lexsort((indices, squared), axis=1) if squared.size else np.zeros(squared.shape, np.int64)
+def _nearest_first(squared: np.ndarray, indices: np.ndarray) -> tuple:
+    """Each row's neighbours nearest first (ties by index), so that a detector that takes the
+    first k of a wider search sees what its own search of k finds, in the same order."""
+    order = np.lexsort((indices, squared), axis=1)
     return np.take_along_axis(squared, order, axis=1), np.take_along_axis(indices, order, axis=1)
 
 
 def fit_sharing_neighbours(detectors: list, X) -> None:
     """Fit neighbour detectors that agree on ``neighbour_search_options`` with one search.
 
-    The reference is drawn and every row's neighbours are searched once, for the largest
-    ``n_neighbors`` among them; each detector takes its own first k, nearest first, which is
-    what its own search finds (up to distance ties at the k-th neighbour). The result is each
-    detector fitted as ``fit(X)`` would fit it.
+    The reference is drawn once, and each chunk of rows is searched once for the largest
+    ``n_neighbors`` among the detectors; each detector scores the chunk with its own first k,
+    nearest first, which is what its own search finds (up to distance ties at the k-th
+    neighbour). Memory stays one chunk's neighbours, as in ``fit``. The result is each detector
+    fitted as ``fit(X)`` would fit it.
     """
     options = {d.neighbour_search_options() for d in detectors}
     if len(options) != 1:
@@ -354,15 +365,19 @@ def fit_sharing_neighbours(detectors: list, X) -> None:
     for detector in detectors:
         detector._set_reference(X, reference)
     k_max = max(d.n_neighbors_ for d in detectors)
-    searcher = reference[1]
-    squared, indices = _sorted_neighbours(first._map_chunks(X, lambda chunk: searcher.kneighbors(chunk, k_max)))
-    # A reference crop's neighbours among the other reference crops are the ones found for its
-    # own row (leave-one-out is by content).
-    own_squared, own_indices = squared[reference[0]], indices[reference[0]]
-    for detector in detectors:
-        k = detector.n_neighbors_
-        detector._fit_reference(own_squared[:, :k], own_indices[:, :k])
-        detector.fit_scores_ = detector._score_neighbours(squared[:, :k], indices[:, :k])
+    if any(d._uses_reference_neighbours for d in detectors):
+        own_squared, own_indices = first._reference_neighbours(k_max)
+        for detector in detectors:
+            k = detector.n_neighbors_
+            detector._fit_reference(own_squared[:, :k], own_indices[:, :k])
+
+    def score_chunk(chunk):
+        squared, indices = _nearest_first(*reference[1].kneighbors(chunk, k_max))
+        return [d._score_neighbours(squared[:, : d.n_neighbors_], indices[:, : d.n_neighbors_]) for d in detectors]
+
+    parts = first._map_chunks(X, score_chunk)
+    for i, detector in enumerate(detectors):
+        detector.fit_scores_ = np.concatenate([p[i] for p in parts])
         detector.offset_ = _offset_for_contamination(detector.fit_scores_, detector.contamination)
 
 
@@ -379,6 +394,8 @@ class LocalOutlierFactorOutliers(_ReferenceNeighbourOutliers):
             n_jobs: See :class:`_ReferenceNeighbourOutliers` (``n_neighbors`` defaults
             to 20, as in scikit-learn).
     """
+
+    _uses_reference_neighbours = True
 
     def _fit_reference(self, squared: np.ndarray, indices: np.ndarray) -> None:
         # k-distance and local reachability density of every reference point, computed

@@ -20,34 +20,10 @@ import argparse
 import json
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.search import search_mining_run
-from conceptminer3d.search.evaluation import label_results, precision_at_k
+from conceptminer3d.search.evaluation import search_precision
 from conceptminer3d.search_benchmarks import run_search_benchmark
 
 _CLASSES = ['bicycle', 'motorcycle', 'construction_vehicle', 'bus', 'trailer', 'truck', 'pedestrian', 'car']
-
-
-def _precision(work_dir: str, labels: str, classes, k: int = 20) -> list:
-    rows = []
-    for label in classes:
-        text = f'a photo of a {label.replace("_", " ")}'
-        exact, _, _ = search_mining_run(work_dir, [text], top=200)
-        approximate, _, _ = search_mining_run(work_dir, [text], top=k, index='approximate')
-        found = label_results(exact, labels)
-        row = dict(
-            label=label,
-            text_precision=round(precision_at_k(exact, labels, label, k), 3),
-            approximate_recall=len(set(approximate.crop_id) & set(exact.crop_id[:k])) / k,
-            approximate_same_order=list(approximate.crop_id) == list(exact.crop_id[:k]),
-        )
-        examples = [crop for crop, f in zip(exact.crop_id, found) if f == label]
-        if examples:
-            by_crop, _, _ = search_mining_run(work_dir, [examples[0]], top=k + 1)
-            row['crop_query'] = examples[0]
-            row['crop_precision'] = round(precision_at_k(by_crop.iloc[1:], labels, label, k), 3)  # itself left out
-        rows.append(row)
-        print(row, flush=True)
-    return rows
 
 
 def main():
@@ -64,7 +40,9 @@ def main():
     if args.precision:
         if not args.labels:
             p.error('--precision needs --labels (a run of configs/mining/annotations.py on the same data)')
-        results = _precision(args.precision, args.labels, args.query_classes)
+        results = search_precision(args.precision, args.labels, args.query_classes)
+        for row in results:
+            print(row)
     else:
         results = run_search_benchmark(
             args.sizes, data_dir=args.data_dir, n_queries=args.queries, k=args.k, verbose=True

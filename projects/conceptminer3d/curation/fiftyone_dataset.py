@@ -34,6 +34,7 @@ from ..mining.contracts import (
     FRAMES_FILE,
     GROUP_TARGET,
     MANIFEST_FILE,
+    require_mining_outputs,
 )
 from ..subsets import SUBSET_DIR, subset_membership, subset_names
 from .database import connect
@@ -53,18 +54,6 @@ _OUTLIER_PREFIXES = ('outlier_score_', 'is_outlier', 'caption_selected')
 def default_dataset_name(work_dir: str) -> str:
     """``conceptminer3d-<work dir's name>``: the name an export gets unless told otherwise."""
     return DATASET_PREFIX + os.path.basename(os.path.abspath(work_dir).rstrip(os.sep))
-
-
-def _require_run(work_dir: str) -> None:
-    missing = [
-        f
-        for f in (FRAMES_FILE, CROPS_FILE, CONCEPTS_FILE, MANIFEST_FILE)
-        if not os.path.isfile(os.path.join(work_dir, f))
-    ]
-    if missing:
-        raise FileNotFoundError(
-            f'{work_dir} is not a finished mining run (no {", ".join(missing)}): run tools/mine.py first'
-        )
 
 
 def _read_crops(work_dir: str) -> pd.DataFrame:
@@ -154,7 +143,7 @@ def export_mining_run(
     Returns:
         dict: the dataset's name and what it holds (groups, slices, detections, views, index).
     """
-    _require_run(work_dir)
+    require_mining_outputs(work_dir, (FRAMES_FILE, CROPS_FILE, CONCEPTS_FILE, MANIFEST_FILE))
     name = name or default_dataset_name(work_dir)
     memberships = _memberships(work_dir, subsets)
     fo = connect(database_uri)

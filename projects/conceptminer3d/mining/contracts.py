@@ -205,6 +205,16 @@ def rows_to_table(rows: List[Dict], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema) if rows else schema.empty_table()
 
 
+def require_mining_outputs(work_dir: str, files) -> None:
+    """Raise ``FileNotFoundError`` naming the ``files`` that ``work_dir`` lacks: a reader's check
+    that it was given a finished mining run."""
+    missing = [f for f in files if not os.path.isfile(os.path.join(work_dir, f))]
+    if missing:
+        raise FileNotFoundError(
+            f'{work_dir} is not a finished mining run (no {", ".join(missing)}): run tools/mine.py first'
+        )
+
+
 def remove_partial_outputs(work_dir: str) -> None:
     """Delete what a killed writer left in ``work_dir`` (the ``*.tmp-<pid>`` files of the
     atomic writers); outputs that were complete are never touched."""

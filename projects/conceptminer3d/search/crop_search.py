@@ -26,19 +26,21 @@ from ..mining.contracts import (
     CROPS_FILE,
     EMBEDDINGS_FILE,
     MANIFEST_FILE,
+    require_mining_outputs,
     write_table_atomic,
 )
 from .index import ExactCropIndex, IvfCropIndex, combine_scores, load_or_build_index, top_k_rows
 from .page import write_search_page
-from .queries import Query, embed_queries, parse_queries, vocabulary_template
+from .queries import Query, build_run_embedder, embed_queries, parse_queries, vocabulary_template
 
 __all__ = ['INDEX_KINDS', 'SEARCH_FILE', 'MiningRunEmbeddings', 'search_mining_run', 'write_search_results']
 
 SEARCH_FILE = 'search.parquet'
 INDEX_EXACT, INDEX_APPROXIMATE = 'exact', 'approximate'
 INDEX_KINDS = (INDEX_EXACT, INDEX_APPROXIMATE)
-# Crop columns a result row carries; crop_x1.. is the padded box the embedding saw.
+# Crop columns a result row carries, and the padded box the embedding saw (for thumbnails).
 _RESULT_COLUMNS = ('crop_id', 'sample_token', 'camera', 'x1', 'y1', 'x2', 'y2', 'yolo_class', 'yolo_conf')
+_EMBEDDED_BOX = ('crop_x1', 'crop_y1', 'crop_x2', 'crop_y2')
 # With several queries, the approximate index gathers this many candidates per wanted result
 # from each query before ranking them all by their exact combined score.
 _CANDIDATES_PER_RESULT = 4
@@ -54,16 +56,11 @@ class MiningRunEmbeddings:
     embeddings: np.ndarray
     manifest: dict
     _embedded: dict = dataclasses.field(default_factory=dict, repr=False)
+    _embedder: object = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def open(cls, work_dir: str) -> MiningRunEmbeddings:
-        missing = [
-            f for f in (CROPS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE) if not os.path.isfile(os.path.join(work_dir, f))
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f'{work_dir} is not a finished mining run (no {", ".join(missing)}): run tools/mine.py first'
-            )
+        require_mining_outputs(work_dir, (CROPS_FILE, EMBEDDINGS_FILE, MANIFEST_FILE))
         with open(os.path.join(work_dir, MANIFEST_FILE)) as f:
             manifest = json.load(f)
         embeddings = np.load(os.path.join(work_dir, EMBEDDINGS_FILE), mmap_mode='r')
@@ -86,14 +83,23 @@ class MiningRunEmbeddings:
 
     def embed(self, queries: Sequence[str]) -> Tuple[List[Query], np.ndarray]:
         """The parsed queries and their embeddings, in the run's embedding space (kept, so a
-        search and a subset from the same queries build the embedder once)."""
+        search and a subset from the same queries embed them once)."""
         key = tuple(queries)
         if key not in self._embedded:
             parsed = parse_queries(queries, self.crop_ids)
-            config = self.manifest.get('config') or {}
-            template = vocabulary_template(config.get('concepts'))
-            self._embedded[key] = parsed, embed_queries(parsed, self.embeddings, config.get('embedder'), template)
+            template = vocabulary_template(self.config.get('concepts'))
+            self._embedded[key] = parsed, embed_queries(parsed, self.embeddings, self.embedder, template)
         return self._embedded[key]
+
+    @property
+    def config(self) -> dict:
+        return self.manifest.get('config') or {}
+
+    def embedder(self):
+        """The run's embedder, built on first use and kept."""
+        if self._embedder is None:
+            self._embedder = build_run_embedder(self.config.get('embedder'), self.embeddings.shape[1])
+        return self._embedder
 
     def camera_mask(self, cameras: Optional[Sequence[str]]) -> Optional[np.ndarray]:
         if not cameras:
@@ -110,17 +116,11 @@ class MiningRunEmbeddings:
 def _approximate_search(
     run: MiningRunEmbeddings, vectors: np.ndarray, top: int, combine: str, mask: Optional[np.ndarray]
 ) -> tuple:
-    import faiss
-
     index, info = load_or_build_index(
         os.path.join(run.work_dir, CACHE_DIR), run.embeddings, run.identity, IvfCropIndex()
     )
     wanted = top if len(vectors) == 1 else top * _CANDIDATES_PER_RESULT
-    params = faiss.SearchParametersIVF(nprobe=index.options_['n_probe'])
-    if mask is not None:
-        bitmap = np.packbits(mask, bitorder='little')
-        params.sel = faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bitmap))
-    _, rows = index.index_.search(np.ascontiguousarray(vectors, np.float32), wanted, params=params)
+    rows, _ = index.search(vectors, wanted, mask)
     # The candidates are ranked by their exact combined score, ties by row, as the exact search
     # ranks them (faiss orders ties as its cells happen to hold them).
     candidates = np.unique(rows[rows >= 0])
@@ -168,25 +168,24 @@ def search_mining_run(
     if index == INDEX_APPROXIMATE:
         rows, scores, info = _approximate_search(run, vectors, top, combine, mask)
     else:
-        all_scores = combine_scores(ExactCropIndex(run.embeddings).similarities(vectors), combine)
-        if mask is not None:
-            all_scores[~mask] = -np.inf
-            top = min(top, int(mask.sum()))
-        rows = top_k_rows(all_scores, top)
-        scores = all_scores[rows]
-    return result_table(work_dir, rows, scores), parsed, info
+        rows, scores = ExactCropIndex(run.embeddings).search(vectors, top, combine, mask)
+    return result_table(run, rows, scores), parsed, info
 
 
-def result_table(work_dir: str, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
+def result_table(run: MiningRunEmbeddings, rows: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
     """The crops at ``rows`` (best first) with their score, box, class, top concept and group."""
-    crops = pq.read_table(
-        os.path.join(work_dir, CROPS_FILE), columns=[*_RESULT_COLUMNS, 'crop_x1', 'crop_y1', 'crop_x2', 'crop_y2']
-    )
-    picked = crops.take(pa.array(rows, pa.int64())).to_pandas()
+    take = pa.array(rows, pa.int64())
+    # crop ids and cameras are already in memory; the rest of the crop table is read once
+    in_memory = dict(crop_id=run.crop_ids, camera=run.cameras)
+    read = [c for c in (*_RESULT_COLUMNS, *_EMBEDDED_BOX) if c not in in_memory]
+    picked = pq.read_table(os.path.join(run.work_dir, CROPS_FILE), columns=read).take(take).to_pandas()
+    for name, column in in_memory.items():
+        picked[name] = column.take(take).to_numpy(zero_copy_only=False)
+    picked = picked[[*_RESULT_COLUMNS, *_EMBEDDED_BOX]]
     picked.insert(0, 'rank', np.arange(1, len(rows) + 1))
     picked.insert(1, 'score', np.asarray(scores, np.float32))
     picked.insert(2, 'row', np.asarray(rows, np.int64))
-    concepts_path = os.path.join(work_dir, CONCEPTS_FILE)
+    concepts_path = os.path.join(run.work_dir, CONCEPTS_FILE)
     concepts = pd.DataFrame(columns=['crop_id', 'top_concept', 'group'])
     if os.path.isfile(concepts_path) and len(picked):
         concepts = pq.read_table(

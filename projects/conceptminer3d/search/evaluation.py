@@ -15,8 +15,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..mining.contracts import CROPS_FILE
+from .crop_search import MiningRunEmbeddings, search_mining_run
 
-__all__ = ['label_results', 'precision_at_k']
+__all__ = ['label_results', 'precision_at_k', 'search_precision']
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -51,3 +52,36 @@ def precision_at_k(results: pd.DataFrame, annotation_dir: str, label: str, k: in
     """Share of the first ``k`` results whose projected 3D class is ``label``."""
     first = results.head(k)
     return float(np.mean([found == label for found in label_results(first, annotation_dir)])) if len(first) else 0.0
+
+
+def search_precision(work_dir: str, annotation_dir: str, classes, k: int = 20) -> list:
+    """Per class: precision@k of the text query ``'a photo of a <class>'`` and of an example
+    crop (the first crop of the class the text query found; itself left out of its results),
+    and how much of the exact top k the approximate index returns.
+
+    Args:
+        work_dir (str): a mining run of the 2D models.
+        annotation_dir (str): the annotation source's run of the same data (the labels).
+        classes (list[str]): the classes to search for.
+        k (int): results judged per query.
+    """
+    run = MiningRunEmbeddings.open(work_dir)
+    rows = []
+    for label in classes:
+        text = f'a photo of a {label.replace("_", " ")}'
+        exact, _, _ = search_mining_run(work_dir, [text], top=10 * k, run=run)
+        approximate, _, _ = search_mining_run(work_dir, [text], top=k, index='approximate', run=run)
+        found = label_results(exact, annotation_dir)
+        row = dict(
+            label=label,
+            text_precision=round(float(np.mean([f == label for f in found[:k]])), 3),
+            approximate_recall=len(set(approximate.crop_id) & set(exact.crop_id[:k])) / k,
+            approximate_same_order=list(approximate.crop_id) == list(exact.crop_id[:k]),
+        )
+        examples = [crop for crop, f in zip(exact.crop_id, found) if f == label]
+        if examples:
+            by_crop, _, _ = search_mining_run(work_dir, [examples[0]], top=k + 1, run=run)
+            row['crop_query'] = examples[0]
+            row['crop_precision'] = round(precision_at_k(by_crop.iloc[1:], annotation_dir, label, k), 3)
+        rows.append(row)
+    return rows

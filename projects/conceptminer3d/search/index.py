@@ -33,6 +33,7 @@ import numpy as np
 from ..mining.cache import content_key
 
 __all__ = [
+    'BLOCK_ROWS',
     'COMBINE_RULES',
     'ExactCropIndex',
     'IvfCropIndex',
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 COMBINE_RULES = ('mean', 'max')
+BLOCK_ROWS = 262_144  # embedding rows multiplied or added to an index at a time (1 GB at 1024-d)
 INDEX_CACHE = 'search_index'
 _INDEX_FILE = 'index.faiss'
 _KEY_FILE = 'key.json'
@@ -72,7 +74,7 @@ class ExactCropIndex:
         block_rows (int): rows multiplied at a time (memory: ``block_rows × n_queries`` floats).
     """
 
-    def __init__(self, embeddings: np.ndarray, block_rows: int = 262_144):
+    def __init__(self, embeddings: np.ndarray, block_rows: int = BLOCK_ROWS):
         self.embeddings = embeddings
         self.block_rows = block_rows
 
@@ -85,9 +87,15 @@ class ExactCropIndex:
             np.matmul(queries, np.asarray(self.embeddings[start:stop]).T, out=out[:, start:stop])
         return out
 
-    def search(self, queries: np.ndarray, k: int, combine: str = 'mean') -> Tuple[np.ndarray, np.ndarray]:
-        """The ``k`` rows of best combined score, best first: ``(rows, scores)``."""
+    def search(
+        self, queries: np.ndarray, k: int, combine: str = 'mean', mask: Optional[np.ndarray] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows of best combined score, best first: ``(rows, scores)``; with ``mask``
+        (a boolean per row), only rows where it is True."""
         scores = combine_scores(self.similarities(queries), combine)
+        if mask is not None:
+            scores[~mask] = -np.inf
+            k = min(k, int(mask.sum()))
         rows = top_k_rows(scores, k)
         return rows, scores[rows]
 
@@ -145,7 +153,7 @@ class IvfCropIndex:
             faiss.omp_set_num_threads(self.threads)
         return faiss
 
-    def fit(self, embeddings: np.ndarray, block_rows: int = 262_144):
+    def fit(self, embeddings: np.ndarray, block_rows: int = BLOCK_ROWS):
         """Train the cells on a sample of ``embeddings`` and add every row, block by block."""
         faiss = self._faiss()
         n, dim = embeddings.shape
@@ -163,10 +171,17 @@ class IvfCropIndex:
         self.index_, self.options_ = index, options
         return self
 
-    def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, mask: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
         """Per query, the ``k`` best rows and their cosine: two (n_queries, k) arrays; rows are
-        -1 where fewer than ``k`` crops lie in the scanned cells."""
-        scores, rows = self.index_.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        -1 where fewer than ``k`` crops lie in the scanned cells. With ``mask`` (a boolean per
+        row), only rows where it is True."""
+        params = None
+        if mask is not None:
+            faiss = self._faiss()
+            bitmap = np.packbits(mask, bitorder='little')  # kept alive until the search returns
+            selector = faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bitmap))
+            params = faiss.SearchParametersIVF(nprobe=self.options_['n_probe'], sel=selector)
+        scores, rows = self.index_.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
         return rows, scores
 
     def save(self, path: str) -> None:

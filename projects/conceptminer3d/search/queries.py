@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ from ..mining.concepts import ConceptVocabulary
 from ..mining.images import decode_image
 from ..registry import EMBEDDERS
 
-__all__ = ['Query', 'embed_queries', 'parse_queries', 'prompt_text']
+__all__ = ['Query', 'build_run_embedder', 'embed_queries', 'parse_queries', 'prompt_text']
 
 QUERY_TEXT, QUERY_CROP, QUERY_IMAGE = 'text', 'crop', 'image'
 # sample token / camera / crop index; a token has no '/'
@@ -73,11 +73,26 @@ def parse_queries(raw: Sequence[str], crop_ids: pa.ChunkedArray) -> List[Query]:
     return queries
 
 
+def build_run_embedder(embedder_config: Optional[dict], dim: int):
+    """The run's embedder, built from its manifest's config; raises ``ValueError`` if the run
+    names none or it does not give the run's ``dim``-d embeddings."""
+    if not embedder_config:
+        raise ValueError('this run names no embedder in its manifest: only crop ids can be searched')
+    embedder = EMBEDDERS.build(dict(embedder_config))
+    if embedder.embedding_dim != dim:
+        raise ValueError(
+            f'the embedder {embedder_config.get("model_name")!r} gives {embedder.embedding_dim}-d embeddings, '
+            f'the run holds {dim}-d ones: it is not the model the run was mined with'
+        )
+    return embedder
+
+
 def embed_queries(
-    queries: Sequence[Query], embeddings: np.ndarray, embedder_config: Optional[dict], template: str
+    queries: Sequence[Query], embeddings: np.ndarray, embedder: Callable[[], object], template: str
 ) -> np.ndarray:
     """(n_queries, d) float32, unit rows: the crops' own embeddings, and the run's embedder
-    (built from ``embedder_config``) for texts and images, each kind in one batch."""
+    (``embedder()`` returns it; called only for texts and images) for texts and images, each
+    kind in one batch."""
     out = np.zeros((len(queries), embeddings.shape[1]), np.float32)
     texts = [(i, q) for i, q in enumerate(queries) if q.kind == QUERY_TEXT]
     images = [(i, q) for i, q in enumerate(queries) if q.kind == QUERY_IMAGE]
@@ -87,19 +102,10 @@ def embed_queries(
         if image is None:
             raise ValueError(f'cannot read image {q.value!r} (not an image file, or corrupt)')
         decoded.append(image)
-    if texts or images:
-        if not embedder_config:
-            raise ValueError('this run names no embedder in its manifest: only crop ids can be searched')
-        embedder = EMBEDDERS.build(dict(embedder_config))
-        if embedder.embedding_dim != embeddings.shape[1]:
-            raise ValueError(
-                f'the embedder {embedder_config.get("model_name")!r} gives {embedder.embedding_dim}-d embeddings, '
-                f'the run holds {embeddings.shape[1]}-d ones: it is not the model the run was mined with'
-            )
-        if texts:
-            out[[i for i, _ in texts]] = embedder.encode_texts([prompt_text(q.value, template) for _, q in texts])
-        if images:
-            out[[i for i, _ in images]] = embedder.encode_images(decoded)
+    if texts:
+        out[[i for i, _ in texts]] = embedder().encode_texts([prompt_text(q.value, template) for _, q in texts])
+    if images:
+        out[[i for i, _ in images]] = embedder().encode_images(decoded)
     for i, q in enumerate(queries):
         if q.kind == QUERY_CROP:
             out[i] = embeddings[q.row]

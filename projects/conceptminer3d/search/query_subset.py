@@ -90,7 +90,8 @@ def write_query_subset(
     run = run or MiningRunEmbeddings.open(work_dir)
     parsed, vectors = run.embed(queries)
     train_pkl = train_pkl or mined_train_pickle(work_dir)
-    data_list = load_info_pickle(train_pkl)['data_list']
+    infos = load_info_pickle(train_pkl)
+    data_list = infos['data_list']
     n = len(data_list)
     if not 1 <= samples <= n:
         raise ValueError(f'--samples must be in [1, {n}] (the train set has {n} samples), got {samples}')
@@ -138,4 +139,4 @@ def write_query_subset(
             seed=seed,
         )
     )
-    return write_listed_subset(work_dir, name, selected, source, train_pkl=train_pkl, overwrite=overwrite)
+    return write_listed_subset(work_dir, name, selected, source, train_pkl=train_pkl, overwrite=overwrite, infos=infos)

@@ -40,6 +40,7 @@ def write_listed_subset(
     source: dict,
     train_pkl: Optional[str] = None,
     overwrite: bool = False,
+    infos: Optional[dict] = None,
 ) -> dict:
     """Write the samples in ``selected`` as subset ``name`` of the train pickle that was mined.
 
@@ -53,13 +54,14 @@ def write_listed_subset(
         train_pkl (str, optional): the train pickle; default the one the run's subsets were
             built from.
         overwrite (bool): replace an existing subset of that name.
+        infos (dict, optional): ``train_pkl`` already loaded, when the caller has it.
 
     Returns:
         dict: the subset's manifest.
     """
     check_subset_name(name, mining_dir, overwrite)
     train_pkl = train_pkl or mined_train_pickle(mining_dir)
-    infos = load_info_pickle(train_pkl)
+    infos = infos if infos is not None else load_info_pickle(train_pkl)
     position = {info['token']: i for i, info in enumerate(infos['data_list'])}
     unknown = [s['sample_token'] for s in selected if s['sample_token'] not in position]
     if unknown:

@@ -11,6 +11,8 @@ import pytest
 
 from conceptminer3d.cli import is_user_error
 from conceptminer3d.mining.concepts import ConceptVocabulary
+from conceptminer3d.mining.frames import InfoPickleError
+from conceptminer3d.mining.model_loading import ModelUnavailableError
 
 from helpers import REPO
 
@@ -77,3 +79,6 @@ def test_the_packages_own_value_errors_are_the_users_and_librarys_are_bugs():
         np.reshape(np.arange(3), (2, 2))
     assert not is_user_error(library.value)
     assert not is_user_error(RuntimeError('a bug')) and is_user_error(FileNotFoundError('a path'))
+    # the package's marked classes, wherever they are raised
+    assert is_user_error(ModelUnavailableError('yolov8l.pt', 'not found', 'download it'))
+    assert is_user_error(InfoPickleError('not a v2 info pickle'))

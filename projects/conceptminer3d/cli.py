@@ -7,9 +7,11 @@ and keeps its traceback. ``--debug`` (anywhere on the command line) or ``CONCEPT
 shows the traceback for both.
 
 Which errors count as the user's: the file-system ones (``FileNotFoundError``,
-``FileExistsError``, ...), the package's own unavailable-model and unreadable-input errors, and
-a ``ValueError`` raised by the package's own code, which is how it answers bad input; a
-``ValueError`` raised inside numpy, torch or another library is a bug of ours.
+``FileExistsError``, ...), the package's exception classes marked ``user_error = True`` (a model
+not on the machine, an unreadable info pickle, FiftyOne unavailable), and a ``ValueError``
+raised by the package's own code, which is how it answers bad input; a ``ValueError`` raised
+inside numpy, torch or another library is a bug of ours. The marker, rather than importing those
+classes, keeps this module free of imports: every tool loads it before anything else.
 """
 
 from __future__ import annotations
@@ -19,22 +21,12 @@ import sys
 import traceback
 from typing import Callable
 
-from .mining.frames import InfoPickleError
-from .mining.model_loading import ModelUnavailableError
-
 __all__ = ['DEBUG_FLAG', 'DEBUG_ENV', 'is_user_error', 'run_tool']
 
 DEBUG_FLAG = '--debug'
 DEBUG_ENV = 'CONCEPTMINER3D_DEBUG'
 EXIT_USER_ERROR = 2
-_ALWAYS_USER = (
-    FileNotFoundError,
-    FileExistsError,
-    NotADirectoryError,
-    IsADirectoryError,
-    ModelUnavailableError,
-    InfoPickleError,
-)
+_ALWAYS_USER = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

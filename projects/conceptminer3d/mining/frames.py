@@ -18,6 +18,8 @@ NUSCENES_CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK'
 class InfoPickleError(ValueError):
     """The info pickle is missing, unreadable, or not in mmdet3d's v2 format."""
 
+    user_error = True  # the tools print its message as one line (conceptminer3d.cli)
+
 
 @dataclass(frozen=True)
 class Frame:

@@ -58,6 +58,8 @@ class ModelUnavailableError(RuntimeError):
         remedy: how to provide it.
     """
 
+    user_error = True  # the tools print its message as one line (conceptminer3d.cli)
+
     def __init__(self, model: str, reason: str, remedy: str):
         self.model, self.reason, self.remedy = model, reason, remedy
         super().__init__(f'Model {model!r} is not available offline: {reason}.\nTo provide it: {remedy}')

@@ -46,9 +46,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from joblib import effective_n_jobs
+from sklearn.utils import check_random_state
 from threadpoolctl import threadpool_limits
 
-__all__ = ['CentredProjection', 'ReferenceNeighbours', 'parallel_map', 'row_blocks']
+__all__ = ['CentredProjection', 'ReferenceNeighbours', 'build_reference', 'nearest_first', 'parallel_map', 'row_blocks']
 
 # A neighbour whose squared distance is below this fraction of the squared norms is checked
 # for being a bit-identical copy of the query. A copy's projected coordinates can still differ
@@ -210,3 +211,23 @@ class ReferenceNeighbours:
         keep = np.ones(indices.shape, dtype=bool)
         keep[np.arange(n_queries), drop] = False
         return (squared[keep].reshape(n_queries, n_neighbors), indices[keep].reshape(n_queries, n_neighbors))
+
+
+def build_reference(X: np.ndarray, n_reference: int, n_components, random_state) -> tuple:
+    """The reference subsample's row indices and its neighbour search."""
+    n_samples = X.shape[0]
+    if n_samples > n_reference:
+        rng = check_random_state(random_state)
+        indices = np.sort(rng.choice(n_samples, n_reference, replace=False))
+    else:
+        indices = np.arange(n_samples)
+    reference = np.asarray(X[indices], dtype=np.float32)
+    # The reference is a uniform sample, so it also serves to fit the PCA.
+    return indices, ReferenceNeighbours(reference, CentredProjection(reference, n_components))
+
+
+def nearest_first(squared: np.ndarray, indices: np.ndarray) -> tuple:
+    """Each row's neighbours nearest first (ties by index), so that a detector that takes the
+    first k of a wider search sees what its own search of k finds, in the same order."""
+    order = np.lexsort((indices, squared), axis=1)
+    return np.take_along_axis(squared, order, axis=1), np.take_along_axis(indices, order, axis=1)

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from conceptminer3d.registry import OUTLIER_DETECTORS
 
-from .neighbours import CentredProjection, ReferenceNeighbours, parallel_map, row_blocks
+from .neighbours import CentredProjection, build_reference, nearest_first, parallel_map, row_blocks
 
 __all__ = [
     'IsolationForestOutliers',
@@ -289,7 +289,7 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
     _uses_reference_neighbours = False
 
     def _fit(self, X: np.ndarray) -> None:
-        self._set_reference(X, _build_reference(X, self.n_reference, self.n_components, self.random_state))
+        self._set_reference(X, build_reference(X, self.n_reference, self.n_components, self.random_state))
         if self._uses_reference_neighbours:
             self._fit_reference(*self._reference_neighbours(self.n_neighbors_))
 
@@ -301,7 +301,7 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
     def _reference_neighbours(self, k: int) -> tuple:
         """Every reference point's k nearest other reference points, nearest first."""
         parts = self._map_chunks(
-            self.neighbours_.raw, lambda chunk: _nearest_first(*self.neighbours_.kneighbors(chunk, k))
+            self.neighbours_.raw, lambda chunk: nearest_first(*self.neighbours_.kneighbors(chunk, k))
         )
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -320,29 +320,9 @@ class _ReferenceNeighbourOutliers(_BaseEmbeddingOutliers):
         k = self.n_neighbors_
 
         def score_chunk(chunk):
-            return self._score_neighbours(*_nearest_first(*self.neighbours_.kneighbors(chunk, k)))
+            return self._score_neighbours(*nearest_first(*self.neighbours_.kneighbors(chunk, k)))
 
         return np.concatenate(self._map_chunks(X, score_chunk))
-
-
-def _build_reference(X: np.ndarray, n_reference: int, n_components, random_state) -> tuple:
-    """The reference subsample's row indices and its neighbour search."""
-    n_samples = X.shape[0]
-    if n_samples > n_reference:
-        rng = check_random_state(random_state)
-        indices = np.sort(rng.choice(n_samples, n_reference, replace=False))
-    else:
-        indices = np.arange(n_samples)
-    reference = np.asarray(X[indices], dtype=np.float32)
-    # The reference is a uniform sample, so it also serves to fit the PCA.
-    return indices, ReferenceNeighbours(reference, CentredProjection(reference, n_components))
-
-
-def _nearest_first(squared: np.ndarray, indices: np.ndarray) -> tuple:
-    """Each row's neighbours nearest first (ties by index), so that a detector that takes the
-    first k of a wider search sees what its own search of k finds, in the same order."""
-    order = np.lexsort((indices, squared), axis=1)
-    return np.take_along_axis(squared, order, axis=1), np.take_along_axis(indices, order, axis=1)
 
 
 def fit_sharing_neighbours(detectors: list, X) -> None:
@@ -361,7 +341,7 @@ def fit_sharing_neighbours(detectors: list, X) -> None:
         detector.check_params()
         X = validate_data(detector, X, dtype=_INPUT_DTYPES, ensure_min_samples=2)
     first = detectors[0]
-    reference = _build_reference(X, first.n_reference, first.n_components, first.random_state)
+    reference = build_reference(X, first.n_reference, first.n_components, first.random_state)
     for detector in detectors:
         detector._set_reference(X, reference)
     k_max = max(d.n_neighbors_ for d in detectors)
@@ -372,7 +352,7 @@ def fit_sharing_neighbours(detectors: list, X) -> None:
             detector._fit_reference(own_squared[:, :k], own_indices[:, :k])
 
     def score_chunk(chunk):
-        squared, indices = _nearest_first(*reference[1].kneighbors(chunk, k_max))
+        squared, indices = nearest_first(*reference[1].kneighbors(chunk, k_max))
         return [d._score_neighbours(squared[:, : d.n_neighbors_], indices[:, : d.n_neighbors_]) for d in detectors]
 
     parts = first._map_chunks(X, score_chunk)

@@ -1,5 +1,6 @@
 """DataMiningHook's life in a training job: reuse, multi-process start-up, test mode, re-mining."""
 
+import json
 import os
 import pickle
 import subprocess
@@ -220,3 +221,41 @@ def test_dist_train_stops_on_a_fresh_mining_dir_and_trains_after_dist_mine(toy_w
     log = trained.stdout + trained.stderr
     assert 'DataMiningHook (reused)' in log and 'Iter(train) [2/2]' in log
     assert 'NuScenes metric/pred_instances_3d_NuScenes/mAP' in log
+
+
+def test_two_trainings_started_together_on_one_mining_dir_mine_once_and_train_on_one_subset(
+    toy_world, toy_models, tmp_path
+):
+    """The cluster case of two configs launched at once on one fresh mining dir
+    (centerpoint_mined20 and its rare-sampler twin, single-process each): one hook mines, the
+    other waits for it (or finds it done) and reuses its outputs; both train on one subset."""
+    children = []
+    for i, name in enumerate(('centerpoint_mined20_toy.py', 'centerpoint_mined20_rare_sampler_toy.py')):
+        cfg = mined_toy_cfg(toy_world, toy_models, str(tmp_path), name)
+        cfg.work_dir = str(tmp_path / f'train_{i}')
+        cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
+        config = str(tmp_path / name)
+        cfg.dump(config)
+        log = open(tmp_path / f'train_{i}.log', 'w')
+        children.append((subprocess.Popen([sys.executable, 'tools/train.py', config], cwd=REPO, stdout=log,
+                                          stderr=subprocess.STDOUT, env=torchrun_env()), log))  # fmt: skip
+    logs = []
+    for i, (child, log) in enumerate(children):
+        child.wait(timeout=900)
+        log.close()
+        logs.append((tmp_path / f'train_{i}.log').read_text())
+        assert child.returncode == 0, logs[-1][-3000:]
+        assert 'Iter(train) [2/2]' in logs[-1]
+    actions = [
+        line.split('DataMiningHook (', 1)[1]
+        for text in logs
+        for line in text.splitlines()
+        if 'DataMiningHook (' in line
+    ]
+    assert len(actions) == 2, actions
+    assert sorted(a.startswith('mined') for a in actions) == [False, True], actions  # mined once
+    assert next(a for a in actions if not a.startswith('mined')).startswith('reused'), actions
+    assert len({a.split('): ', 1)[1] for a in actions}) == 1, actions  # the same subset, the same pickles
+    with open(os.path.join(tmp_path, 'mining', 'manifest.json')) as f:
+        manifest = json.load(f)
+    assert manifest['cache']['detect_embed']['computed_frames'] == manifest['counts']['frames']

@@ -14,6 +14,7 @@ import dataclasses
 import json
 
 from conceptminer3d.cli import run_tool
+from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.subsets import SubsetSpec, build_subsets
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
 
@@ -26,6 +27,7 @@ def main():
     p.add_argument('--train-pkl', required=True, help='the train info pickle that was mined')
     p.add_argument('--dbinfos', help='GT database to filter (nuscenes_dbinfos_train.pkl)')
     p.add_argument('--out-dir', help='default: MINING_WORK_DIR/subsets')
+    add_writer_arguments(p)
     for field in dataclasses.fields(SubsetSpec):
         flag = '--' + field.name.replace('_', '-')
         if isinstance(field.default, bool):  # type=bool would read every non-empty string, 'False' too, as True
@@ -42,7 +44,8 @@ def main():
             )
     args = p.parse_args()
     spec = SubsetSpec(**{field.name: getattr(args, field.name) for field in dataclasses.fields(SubsetSpec)})
-    manifest = build_subsets(args.mining_dir, args.train_pkl, spec, args.dbinfos, args.out_dir)
+    with tool_writer_lock(args.mining_dir, args):
+        manifest = build_subsets(args.mining_dir, args.train_pkl, spec, args.dbinfos, args.out_dir)
     print(json.dumps({k: v for k, v in manifest.items() if k != 'selected'}, indent=1))
 
 

@@ -16,6 +16,7 @@ import os
 
 from conceptminer3d.cli import run_tool
 from conceptminer3d.mining.frames import load_info_pickle, resolve_ann_file
+from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.report import REPORT_DIR, build_report
 from conceptminer3d.subsets.evaluation import (
     evaluate_selection,
@@ -39,6 +40,7 @@ def main():
     p.add_argument('--rare-classes', type=int, default=DEFAULTS['rare_classes'], help='least frequent classes = rare')
     p.add_argument('--no-valid-flag', action='store_true', help='count boxes with lidar points, not bbox_3d_isvalid')
     p.add_argument('--no-report', action='store_true', help='do not rebuild MINING_DIR/report/')
+    add_writer_arguments(p)
     args = p.parse_args()
     if args.ann_file:
         train_pkl = resolve_ann_file(args.data_root or '', args.ann_file)
@@ -47,21 +49,22 @@ def main():
     infos = load_info_pickle(train_pkl)
     # A toy world keeps the truth about its camera distractors beside its pickles.
     decoys = sample_decoys(args.data_root or os.path.dirname(train_pkl), infos)
-    result = evaluate_selection(
-        args.mining_dir,
-        train_pkl,
-        draws=args.draws,
-        seed=args.seed,
-        use_valid_flag=not args.no_valid_flag,
-        rare_classes=args.rare_classes,
-        decoys=decoys or None,
-        infos=infos,
-    )
-    plot = plot_selection_eval(result, os.path.join(args.mining_dir, 'selection_eval.png'))
-    print(format_selection_table(result))
-    print(f'\nwrote {os.path.join(args.mining_dir, "selection_eval.json")} and {plot}')
-    if not args.no_report and os.path.isfile(os.path.join(args.mining_dir, REPORT_DIR, 'index.html')):
-        print(f'report: {build_report(args.mining_dir, progress=False)["path"]}')
+    with tool_writer_lock(args.mining_dir, args):
+        result = evaluate_selection(
+            args.mining_dir,
+            train_pkl,
+            draws=args.draws,
+            seed=args.seed,
+            use_valid_flag=not args.no_valid_flag,
+            rare_classes=args.rare_classes,
+            decoys=decoys or None,
+            infos=infos,
+        )
+        plot = plot_selection_eval(result, os.path.join(args.mining_dir, 'selection_eval.png'))
+        print(format_selection_table(result))
+        print(f'\nwrote {os.path.join(args.mining_dir, "selection_eval.json")} and {plot}')
+        if not args.no_report and os.path.isfile(os.path.join(args.mining_dir, REPORT_DIR, 'index.html')):
+            print(f'report: {build_report(args.mining_dir, progress=False)["path"]}')
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ import time
 
 from conceptminer3d.cli import run_tool
 from conceptminer3d.curation import export_mining_run, import_tagged_subset
+from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
 
 
 def main():
@@ -34,15 +35,17 @@ def main():
     p.add_argument('--import-tags', metavar='TAG', help='write the samples tagged TAG as subset TAG instead')
     p.add_argument('--database-uri', help="a running MongoDB (mongodb://host:port) instead of FiftyOne's own")
     p.add_argument('--no-progress', action='store_true')
+    add_writer_arguments(p)  # --import-tags writes a subset into WORK_DIR
     args = p.parse_args()
     work_dir = args.work_dir or args.work_dir_option
     if not work_dir:
         p.error('give the mining work dir (WORK_DIR or --work-dir)')
     start = time.perf_counter()
     if args.import_tags:
-        manifest = import_tagged_subset(
-            work_dir, args.import_tags, args.name, overwrite=args.overwrite, database_uri=args.database_uri
-        )
+        with tool_writer_lock(work_dir, args):
+            manifest = import_tagged_subset(
+                work_dir, args.import_tags, args.name, overwrite=args.overwrite, database_uri=args.database_uri
+            )
         print(json.dumps({k: v for k, v in manifest.items() if k != 'selected'}, indent=1))
     else:
         summary = export_mining_run(

@@ -8,6 +8,9 @@ stages and resume killed runs.
 With several GPUs, run it under torchrun with --launcher pytorch (tools/dist_mine.sh does):
 every rank mines its share of the images, rank 0 runs the global stages and writes the outputs,
 which are the same as one process's.
+
+One writer per work dir: a run that finds another writing there stops at once naming it, or
+with --wait waits for it and reuses its finished outputs.
 """
 
 import argparse
@@ -17,6 +20,7 @@ import logging
 from conceptminer3d.apis import run_mining
 from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction, init_distributed
+from conceptminer3d.mining.writer_lock import add_writer_arguments, if_busy_of, tool_writer_lock
 from conceptminer3d.report import build_report
 
 
@@ -29,6 +33,7 @@ def parse_args():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--no-report', action='store_true', help='do not write WORK_DIR/report/ (tools/report.py can later)')
+    add_writer_arguments(p)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     return p.parse_args()
 
@@ -44,11 +49,14 @@ def main():
         args.work_dir,
         cfg_options=args.cfg_options,
         progress=not args.no_progress,
+        if_busy=if_busy_of(args),
+        wait_timeout_s=args.wait_timeout,
     )
     if manifest is None:  # not rank 0: rank 0 reports for the job
         return
     if not args.no_report:
-        report = build_report(args.work_dir, progress=not args.no_progress)
+        with tool_writer_lock(args.work_dir, args):
+            report = build_report(args.work_dir, progress=not args.no_progress)
         logging.getLogger('conceptminer3d').info(
             'report: %s (%s MB, %s s)', report['path'], report['megabytes'], report['seconds']
         )

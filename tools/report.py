@@ -9,6 +9,7 @@ import argparse
 import json
 
 from conceptminer3d.cli import run_tool
+from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.report import MAX_MAP_POINTS, build_report
 
 
@@ -18,8 +19,10 @@ def main():
     p.add_argument('--out', help='report directory (default: WORK_DIR/report)')
     p.add_argument('--max-map-points', type=int, default=MAX_MAP_POINTS, help='crops drawn on the embedding map')
     p.add_argument('--no-progress', action='store_true')
+    add_writer_arguments(p)
     args = p.parse_args()
-    summary = build_report(args.work_dir, args.out, args.max_map_points, progress=not args.no_progress)
+    with tool_writer_lock(args.work_dir, args):
+        summary = build_report(args.work_dir, args.out, args.max_map_points, progress=not args.no_progress)
     print(json.dumps(summary, indent=1))
 
 

@@ -19,11 +19,13 @@ Train it with SubsetNuScenesDataset(mining_dir=WORK_DIR, subset=NAME), as the mi
 """
 
 import argparse
+import contextlib
 import inspect
 import os
 import time
 
 from conceptminer3d.cli import run_tool
+from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.search import (
     INDEX_KINDS,
     MiningRunEmbeddings,
@@ -56,28 +58,34 @@ def main():
     p.add_argument('--seed', type=int, default=DEFAULTS['seed'], help='with --to-subset: seed of the random share')
     p.add_argument('--overwrite', action='store_true', help='with --to-subset: replace the subset')
     p.add_argument('--no-progress', action='store_true')
+    add_writer_arguments(p)
     args = p.parse_args()
     if args.to_subset and not args.samples:
         p.error('--to-subset needs --samples N')
     start = time.perf_counter()
-    run = MiningRunEmbeddings.open(args.work_dir)
-    results, queries, index = search_mining_run(
-        args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index, run=run
-    )
     out_dir = args.out or os.path.join(args.work_dir, 'search')
-    written = write_search_results(out_dir, results, queries, args.work_dir, progress=not args.no_progress)
-    subset = None
-    if args.to_subset:
-        subset = write_query_subset(
-            args.work_dir,
-            args.to_subset,
-            args.queries,
-            args.samples,
-            args.random_share,
-            args.seed,
-            overwrite=args.overwrite,
-            run=run,
+    # Results, a subset or a cached index go into the run's dir: one writer at a time there.
+    # A search that writes elsewhere holds no lock, so a read-only shared run can be searched.
+    inside = os.path.realpath(out_dir).startswith(os.path.realpath(args.work_dir) + os.sep)
+    writes_into_run = inside or args.to_subset or args.index == 'approximate'
+    with tool_writer_lock(args.work_dir, args) if writes_into_run else contextlib.nullcontext():
+        run = MiningRunEmbeddings.open(args.work_dir)
+        results, queries, index = search_mining_run(
+            args.work_dir, args.queries, args.top, args.cameras, 'max' if args.any else 'mean', args.index, run=run
         )
+        written = write_search_results(out_dir, results, queries, args.work_dir, progress=not args.no_progress)
+        subset = None
+        if args.to_subset:
+            subset = write_query_subset(
+                args.work_dir,
+                args.to_subset,
+                args.queries,
+                args.samples,
+                args.random_share,
+                args.seed,
+                overwrite=args.overwrite,
+                run=run,
+            )
     print(
         f'{"rank":>4} {"score":>6}  {"sample_token":<34} {"camera":<16} {"box":<20} {"class":<12} {"concept":<22} group'
     )

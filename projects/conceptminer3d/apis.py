@@ -16,10 +16,12 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from .mining.contracts import MANIFEST_FILE, MINING_TABLE_FILES, write_json_atomic
+from .mining.atomic_files import write_json_atomic
+from .mining.contracts import MANIFEST_FILE, MINING_TABLE_FILES
 from .mining.executors import LocalExecutor, build_executor
 from .mining.frames import resolve_ann_file
 from .mining.run_record import run_fingerprint
+from .mining.writer_lock import writer_lock
 from .registry import CONCEPT_SOURCES, build_component
 from .subsets import SUBSET_DIR, SubsetSpec, build_subsets
 
@@ -68,6 +70,8 @@ def run_mining(
     cfg_options: Optional[dict] = None,
     progress: bool = True,
     executor: Optional[LocalExecutor] = None,
+    if_busy: str = 'refuse',
+    wait_timeout_s: Optional[float] = None,
 ) -> Optional[dict]:
     """Run the config's concept source, then build the subsets if the config asks for them.
 
@@ -75,6 +79,10 @@ def run_mining(
     whole config and these arguments; a config without one runs ``MiningPipeline`` (the 2D
     models). ``AnnotationConcepts`` names the 3D ground-truth boxes instead
     (``configs/mining/annotations.py``). Both write the tables of ``mining/contracts.py``.
+
+    One writer at a time (``mining/writer_lock.py``): the job holds ``work_dir``'s lock while it
+    writes (rank 0 for the ranks of a torchrun job). A run that waited for another writer and
+    finds its finished outputs for this config reuses them, building only missing subsets.
 
     Args:
         config (str | Config): see ``load_mining_config``.
@@ -85,6 +93,9 @@ def run_mining(
         progress (bool): show progress bars.
         executor (LocalExecutor, optional): how the per-image stages are scheduled; default:
             across the ranks of an initialised ``torch.distributed`` job, else in this process.
+        if_busy (str): another process writes into ``work_dir``: ``'refuse'`` stops at once
+            naming it (``MiningDirBusyError``), ``'wait'`` waits for it.
+        wait_timeout_s (float, optional): the longest wait; default ``writer_lock.WAIT_TIMEOUT_S``.
 
     Returns:
         dict: the manifest, also written to ``work_dir/manifest.json``; with a ``subsets``
@@ -92,6 +103,7 @@ def run_mining(
     """
     cfg = load_mining_config(config, cfg_options)
     executor = executor or build_executor(work_dir)
+    # Built first: a bad setting stops the run before anything is written.
     source = build_component(
         CONCEPT_SOURCES,
         cfg.get('concept_source') or dict(type='MiningPipeline'),
@@ -99,6 +111,29 @@ def run_mining(
             cfg=cfg, data_root=data_root, ann_file=ann_file, work_dir=work_dir, progress=progress, executor=executor
         ),
     )
+    os.makedirs(work_dir, exist_ok=True)
+    if not executor.is_main:  # rank 0 holds the lock for the job and says whether to mine
+        if executor.share(_WRITER_DECISION, None) == 'mine':
+            _mine(source, cfg, data_root, ann_file, work_dir)
+        return None
+    with writer_lock(work_dir, if_busy, wait_timeout_s) as lock:
+        finished = completed_mining(cfg, data_root, ann_file, work_dir) if lock.waited else None
+        executor.share(_WRITER_DECISION, lambda: 'mine' if finished is None else 'reuse')
+        if finished is None:
+            executor.begin()
+            return _mine(source, cfg, data_root, ann_file, work_dir)
+        executor.close()
+        logger.info('%s: reusing the finished run of the writer awaited', work_dir)
+        if cfg.get('subsets') and current_subsets(cfg, data_root, ann_file, work_dir) is None:
+            finished['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
+            write_json_atomic(finished, os.path.join(work_dir, MANIFEST_FILE))
+        return finished
+
+
+_WRITER_DECISION = 'writer_decision'
+
+
+def _mine(source, cfg: Config, data_root: str, ann_file: str, work_dir: str) -> Optional[dict]:
     manifest = source.run()
     if manifest is None:  # a helper rank: rank 0 runs the global stages and writes everything
         return None
@@ -172,9 +207,11 @@ def current_subsets(config, data_root: str, ann_file: str, work_dir: str) -> Opt
 
 def rebuild_subsets(config, data_root: str, ann_file: str, work_dir: str) -> dict:
     """Build the config's subsets from the finished run in ``work_dir`` (no model is loaded)
-    and record them in its manifest, as ``run_mining`` does after mining."""
+    and record them in its manifest, as ``run_mining`` does after mining (holding the writer
+    lock; a caller that holds it already, such as the hook, keeps it)."""
     cfg = load_mining_config(config)
-    manifest = _read_manifest(work_dir)
-    manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
-    write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
-    return manifest['subsets']
+    with writer_lock(work_dir):
+        manifest = _read_manifest(work_dir)
+        manifest['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
+        write_json_atomic(manifest, os.path.join(work_dir, MANIFEST_FILE))
+        return manifest['subsets']

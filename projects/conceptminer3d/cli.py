@@ -7,7 +7,7 @@ and keeps its traceback. ``--debug`` (anywhere on the command line) or ``CONCEPT
 shows the traceback for both.
 
 Which errors count as the user's: the file-system ones (``FileNotFoundError``,
-``FileExistsError``, ...), the package's exception classes marked ``user_error = True`` (a model
+``FileExistsError``, ..., a full disk), the package's exception classes marked ``user_error = True`` (a model
 not on the machine, an unreadable info pickle, FiftyOne unavailable), and a ``ValueError``
 raised by the package's own code, which is how it answers bad input; a ``ValueError`` raised
 inside numpy, torch or another library is a bug of ours. The marker, rather than importing those
@@ -16,6 +16,7 @@ classes, keeps this module free of imports: every tool loads it before anything 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -38,6 +39,8 @@ def _raised_by_package(err: BaseException) -> bool:
 def is_user_error(err: BaseException) -> bool:
     """Whether ``err`` is about the user's input (paths, files, configs, models), not a bug."""
     if isinstance(err, _ALWAYS_USER) or getattr(err, 'user_error', False):
+        return True
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):  # a write outside our own writers
         return True
     return isinstance(err, ValueError) and _raised_by_package(err)
 

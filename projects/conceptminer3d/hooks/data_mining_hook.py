@@ -39,6 +39,7 @@ from mmengine.runner import EpochBasedTrainLoop
 
 from ..apis import completed_mining, current_subsets, load_mining_config, rebuild_subsets, run_mining, subset_spec
 from ..mining.executors import wait_for
+from ..mining.writer_lock import current_writer, describe_writer, writer_lock
 from ..subsets import SUBSET_DIR
 
 
@@ -80,6 +81,11 @@ class DataMiningHook(Hook):
             config. Defaults to None.
         remine_interval (int): re-mine every this many epochs; 0 never does. Defaults to 0.
         progress (bool): show progress bars while mining. Defaults to True.
+        if_busy (str): another process (a second training, ``tools/mine.py``) writes into
+            ``work_dir``: ``'wait'`` for it, then reuse what it wrote; ``'refuse'`` to stop at
+            once, naming it. Defaults to ``'wait'``.
+        wait_timeout_s (float, optional): the longest wait; default
+            ``mining.writer_lock.WAIT_TIMEOUT_S``.
     """
 
     priority = 'VERY_HIGH'
@@ -95,6 +101,8 @@ class DataMiningHook(Hook):
         cfg_options: Optional[dict] = None,
         remine_interval: int = 0,
         progress: bool = True,
+        if_busy: str = 'wait',
+        wait_timeout_s: Optional[float] = None,
     ) -> None:
         self.cfg = load_mining_config(mining_config, cfg_options)
         if subsets is not None:
@@ -109,39 +117,58 @@ class DataMiningHook(Hook):
         self.data_root, self.ann_file, self.work_dir = data_root, ann_file, work_dir
         self.remine_interval = int(remine_interval)
         self.progress = progress
+        self.writer = dict(if_busy=if_busy, timeout_s=wait_timeout_s)
         self.base_seed = spec.seed
         # The train dataset reads the subset pickle before `before_run`: write it now.
         self.summary = self.mine_and_build_subsets(self.base_seed)
 
     def mine_and_build_subsets(self, seed: int) -> dict:
         """Reuse, mine (one process) or refuse (several; see the module docstring), then make
-        sure the subsets of ``seed`` are on disk."""
+        sure the subsets of ``seed`` are on disk. Rank 0 decides holding the writer lock, so
+        that a second training on the same mining dir waits and reuses instead of mining."""
         self.cfg.subsets.seed = seed
         paths = (self.data_root, self.ann_file, self.work_dir)
         rank, world_size = get_dist_info()
-        if completed_mining(self.cfg, *paths) is None:
-            if world_size > 1:
-                command = dist_mine_command(self.mining_config, *paths, gpus=world_size, cfg_options=self.cfg_options)
-                raise MiningNotDoneError(
-                    f'DataMiningHook: no finished mining outputs for this config in {self.work_dir}. '
-                    f'A {world_size}-process job does not mine inside training; mine first with\n  {command}\n'
-                    'then start training again (the hook then reuses the outputs).'
-                )
-            summary = run_mining(self.cfg, *paths, progress=self.progress)['subsets']
-            action = 'mined'
-        elif (summary := current_subsets(self.cfg, *paths)) is not None:
-            action = 'reused'
-        elif rank == 0:
-            summary, action = rebuild_subsets(self.cfg, *paths), 'built from the finished mining outputs'
-        else:
-            wait_for(lambda: current_subsets(self.cfg, *paths) is not None, 'rank 0 to write the subset pickles')
+        if world_size > 1 and completed_mining(self.cfg, *paths) is None:  # every rank stops
+            raise MiningNotDoneError(self._mine_first_message(world_size))
+        if rank > 0:  # rank 0 writes; the others watch the file system (no collective)
+            if current_subsets(self.cfg, *paths) is None:
+                wait_for(lambda: current_subsets(self.cfg, *paths) is not None, 'rank 0 to write the subset pickles')
             summary, action = current_subsets(self.cfg, *paths), 'written by rank 0'
+        else:
+            summary, action = self._mine_or_reuse(paths)
         print_log(
             f"DataMiningHook ({action}): {summary['num_selected']} of {summary['num_train_samples']} train "
             f"samples selected {summary['reasons']} under {os.path.join(self.work_dir, SUBSET_DIR)}",
             logger='current',
         )
         return summary
+
+    def _mine_or_reuse(self, paths) -> tuple:
+        """On rank 0, holding the mining dir's writer lock: reuse, build subsets or mine."""
+        with writer_lock(self.work_dir, **self.writer) as lock:
+            after = f' after waiting {lock.waited_s:.0f} s for another writer' if lock.waited else ''
+            if completed_mining(self.cfg, *paths) is None:
+                return run_mining(self.cfg, *paths, progress=self.progress)['subsets'], 'mined' + after
+            if (summary := current_subsets(self.cfg, *paths)) is not None:
+                return summary, 'reused' + after
+            return rebuild_subsets(self.cfg, *paths), 'built from the finished mining outputs' + after
+
+    def _mine_first_message(self, world_size: int) -> str:
+        paths = (self.data_root, self.ann_file, self.work_dir)
+        command = dist_mine_command(self.mining_config, *paths, gpus=world_size, cfg_options=self.cfg_options)
+        writer = current_writer(self.work_dir)
+        if writer is not None:
+            return (
+                f'DataMiningHook: no finished mining outputs for this config yet; '
+                f'{describe_writer(self.work_dir, writer)}. Start training again when it has finished (the '
+                f'hook then reuses the outputs); if it mines another config, mine this one after it with\n  {command}'
+            )
+        return (
+            f'DataMiningHook: no finished mining outputs for this config in {self.work_dir}. '
+            f'A {world_size}-process job does not mine inside training; mine first with\n  {command}\n'
+            'then start training again (the hook then reuses the outputs).'
+        )
 
     def before_train(self, runner) -> None:
         if not self.remine_interval:

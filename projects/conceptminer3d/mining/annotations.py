@@ -30,6 +30,7 @@ from shapely.geometry import box as rectangle
 from tqdm import tqdm
 
 from ..registry import CONCEPT_SOURCES, FRAME_SOURCES, build_component
+from .atomic_files import write_json_atomic
 from .concepts import ConceptVocabulary, assign_groups
 from .contracts import (
     CAPTION_SCHEMA,
@@ -44,7 +45,6 @@ from .contracts import (
     crop_record,
     frame_record,
     rows_to_table,
-    write_json_atomic,
     write_mining_tables,
 )
 from .executors import LocalExecutor

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .atomic_files import create_npy_memmap
 from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache, locate
 from .contracts import CROP_SCHEMA, FRAME_IDENTITY_COLUMNS, FRAME_SCHEMA, FRAME_STATUS_OK
 from .frames import Frame
@@ -63,7 +64,7 @@ def crops_from_cache(cache: ItemCache, items: Sequence[str], found: Found, embed
     crops = table.take(pa.array(order)).drop_columns(['_frame']).cast(CROP_SCHEMA)
     destination = np.empty(len(order), np.int64)
     destination[order] = np.arange(len(order))  # row k of the concatenation goes to destination[k]
-    embeddings = np.lib.format.open_memmap(embeddings_path, mode='w+', dtype=np.float32, shape=(len(order), dim))
+    embeddings = create_npy_memmap(embeddings_path, (len(order), dim), np.float32)
     start = 0
     for shard, rows in sources:
         if len(rows):

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .contracts import write_json_atomic, write_npy_atomic, write_table_atomic
+from .atomic_files import create_npy_memmap, write_json_atomic, write_npy_atomic, write_table_atomic
 
 CACHE_DIR = 'cache'  # under a mining work dir: every stage's shards, and the search index
 
@@ -141,7 +141,7 @@ class ItemCache(StageCache):
             if array_path is not None and array is not None:
                 if out_array is None:
                     shape = (len(items), *array.shape[1:])
-                    out_array = np.lib.format.open_memmap(array_path, mode='w+', dtype=array.dtype, shape=shape)
+                    out_array = create_npy_memmap(array_path, shape, array.dtype)
                 out_array[rows] = array[position[rows]]
         if not parts:
             return None, None

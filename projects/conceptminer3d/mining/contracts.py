@@ -28,13 +28,13 @@ cameras, no model). What the second fills differently:
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Iterable, List
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from .atomic_files import write_npy_atomic, write_table_atomic
 
 FRAMES_FILE = 'frames.parquet'
 CROPS_FILE = 'crops.parquet'
@@ -151,6 +151,11 @@ def write_mining_tables(
     ``embeddings`` may be a ``np.memmap`` of a whole ``.npy`` file already written in
     ``work_dir``: that file is moved into place, not copied."""
     out = lambda name: os.path.join(work_dir, name)  # noqa: E731
+    # A previous run's manifest would vouch for a mix of its tables and these if a write
+    # failed midway (a full disk): without one the dir reads as unfinished until the source
+    # writes its new manifest last.
+    if os.path.exists(out(MANIFEST_FILE)):
+        os.remove(out(MANIFEST_FILE))
     write_table_atomic(frames, out(FRAMES_FILE))
     write_table_atomic(crops, out(CROPS_FILE))
     filename = getattr(embeddings, 'filename', None)
@@ -213,38 +218,6 @@ def require_mining_outputs(work_dir: str, files) -> None:
         raise FileNotFoundError(
             f'{work_dir} is not a finished mining run (no {", ".join(missing)}): run tools/mine.py first'
         )
-
-
-def remove_partial_outputs(work_dir: str) -> None:
-    """Delete what a killed writer left in ``work_dir`` (the ``*.tmp-<pid>`` files of the
-    atomic writers); outputs that were complete are never touched."""
-    if os.path.isdir(work_dir):
-        for name in os.listdir(work_dir):
-            if '.tmp-' in name:
-                os.remove(os.path.join(work_dir, name))
-
-
-def write_table_atomic(table: pa.Table, path: str) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
-def write_npy_atomic(array: np.ndarray, path: str) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}.npy'
-    np.save(tmp, array)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(text: str, path: str) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj, path: str) -> None:
-    write_text_atomic(json.dumps(obj, indent=2, sort_keys=False, default=str), path)
 
 
 def concat_tables(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:

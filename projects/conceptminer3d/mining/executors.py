@@ -22,6 +22,8 @@ import time
 import uuid
 from typing import Callable, Sequence, TypeVar
 
+from .atomic_files import write_pickle_atomic
+
 logger = logging.getLogger('conceptminer3d.mining')
 
 T = TypeVar('T')
@@ -64,6 +66,9 @@ class LocalExecutor:
         """``make()`` run once, by the main process, and its result given to every process."""
         return make()
 
+    def begin(self) -> None:
+        """The job holds the work dir's writer lock and mines: clear what killed jobs left."""
+
     def finish(self, step: str) -> None:
         """This process is done with ``step``; the main process returns once every process is."""
 
@@ -87,27 +92,28 @@ class DistributedExecutor(LocalExecutor):
         run_id = [uuid.uuid4().hex[:12] if self.rank == 0 else None]
         broadcast_object_list(run_id)  # every rank is starting up here: no long wait
         self.dir = os.path.join(work_dir, RANKS_DIR, run_id[0])
-        os.makedirs(self.dir, exist_ok=True)
-        if self.is_main:  # what killed jobs left (one job per work dir, as for the cache)
-            for stale in os.listdir(os.path.dirname(self.dir)):
-                if stale != run_id[0]:
-                    shutil.rmtree(os.path.join(os.path.dirname(self.dir), stale), ignore_errors=True)
         self.poll_s = poll_s
+
+    def begin(self) -> None:
+        if self.is_main:  # what killed jobs left; only the dir's one writer gets here
+            parent = os.path.dirname(self.dir)
+            for stale in os.listdir(parent) if os.path.isdir(parent) else ():
+                if stale != os.path.basename(self.dir):
+                    shutil.rmtree(os.path.join(parent, stale), ignore_errors=True)
 
     def share(self, name: str, make: Callable[[], T]) -> T:
         path = os.path.join(self.dir, f'{name}.pkl')
         if self.is_main:
             value = make()
-            tmp = f'{path}.tmp-{os.getpid()}'
-            with open(tmp, 'wb') as f:
-                pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
+            os.makedirs(self.dir, exist_ok=True)
+            write_pickle_atomic(value, path)
             return value
         wait_for(lambda: os.path.exists(path), f'rank 0 to share {name!r}', self.poll_s)
         with open(path, 'rb') as f:
             return pickle.load(f)
 
     def finish(self, step: str) -> None:
+        os.makedirs(self.dir, exist_ok=True)
         with open(os.path.join(self.dir, f'{step}.rank{self.rank}.done'), 'w'):
             pass
         if self.is_main:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
 from .assembly import crops_from_cache, frame_skips, frames_table_from_cache
+from .atomic_files import remove_partial_outputs, write_json_atomic
 from .cache import CACHE_DIR, ITEM_POSITION, ItemCache
 from .concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
 from .contracts import (
@@ -40,9 +41,7 @@ from .contracts import (
     concept_table,
     crop_record,
     frame_record,
-    remove_partial_outputs,
     rows_to_table,
-    write_json_atomic,
     write_mining_tables,
 )
 from .executors import LocalExecutor
@@ -143,13 +142,9 @@ class MiningPipeline:
 
     def _check_models_available(self) -> None:
         """Every model must load offline before the first image is touched."""
-        for registry, component in (
-            (DETECTORS_2D, self.cfg.detector),
-            (EMBEDDERS, self.cfg.embedder),
-            (CAPTIONERS, self.cfg.captioner),
-        ):
-            if component is not None:  # a captioner of None: captions off
-                check_available(registry, plain_config(component))
+        for registry, key in ((DETECTORS_2D, 'detector'), (EMBEDDERS, 'embedder'), (CAPTIONERS, 'captioner')):
+            if self.cfg.get(key) is not None:  # a captioner of None: captions off
+                check_available(registry, plain_config(self.cfg.get(key)))
 
     def _set_threads(self) -> int:
         threads = int(self.cfg.get('num_threads') or os.cpu_count() or 1)

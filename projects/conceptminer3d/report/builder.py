@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ..mining.atomic_files import write_text_atomic
 from ..mining.contracts import (
     CAPTIONS_FILE,
     CONCEPTS_FILE,
@@ -31,7 +32,6 @@ from ..mining.contracts import (
     GROUP_TARGET,
     MANIFEST_FILE,
     MINING_TABLE_FILES,
-    write_text_atomic,
 )
 from ..subsets import SUBSET_DIR, SUBSET_MANIFEST
 from ..subsets.evaluation import SELECTION_EVAL_FILE, is_current

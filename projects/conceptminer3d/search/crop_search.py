@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..mining.atomic_files import write_table_atomic
 from ..mining.cache import CACHE_DIR
 from ..mining.contracts import (
     CONCEPTS_FILE,
@@ -27,7 +28,6 @@ from ..mining.contracts import (
     EMBEDDINGS_FILE,
     MANIFEST_FILE,
     require_mining_outputs,
-    write_table_atomic,
 )
 from .index import ExactCropIndex, IvfCropIndex, combine_scores, load_or_build_index, top_k_rows
 from .page import write_search_page

@@ -30,13 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..mining.atomic_files import write_json_atomic, write_pickle_atomic
 from ..mining.contracts import (
     CONCEPTS_FILE,
     CROPS_FILE,
     EMBEDDINGS_FILE,
     FRAMES_FILE,
     GROUP_TARGET,
-    write_json_atomic,
 )
 from ..mining.frames import load_info_pickle
 from .selection import (
@@ -101,13 +101,6 @@ def subset_paths(mining_dir: str, name: str) -> Tuple[str, str]:
     return _subset_files(os.path.join(mining_dir, SUBSET_DIR), name)
 
 
-def _dump_pickle_atomic(obj, path: str) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'wb') as f:
-        pickle.dump(obj, f, protocol=_PICKLE_PROTOCOL)
-    os.replace(tmp, path)
-
-
 def subset_infos(infos: dict, indices: List[int]) -> dict:
     """The train pickle restricted to ``indices``, with sample_idx renumbered to positions."""
     data_list = []
@@ -139,10 +132,10 @@ def write_subset(out_dir: str, name: str, infos: dict, indices: List[int], dbinf
     pickle and, given the full GT database, its filtered one. Returns ``{infos_<name>: path,
     [dbinfos_<name>: path]}``."""
     infos_path, dbinfos_path = _subset_files(out_dir, name)
-    _dump_pickle_atomic(subset_infos(infos, indices), infos_path)
+    write_pickle_atomic(subset_infos(infos, indices), infos_path, _PICKLE_PROTOCOL)
     paths = {f'infos_{name}': infos_path}
     if dbinfos is not None:
-        _dump_pickle_atomic(subset_dbinfos(dbinfos, indices), dbinfos_path)
+        write_pickle_atomic(subset_dbinfos(dbinfos, indices), dbinfos_path, _PICKLE_PROTOCOL)
         paths[f'dbinfos_{name}'] = dbinfos_path
     return paths
 

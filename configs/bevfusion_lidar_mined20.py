@@ -2,7 +2,7 @@
 # first of BEVFusion's two stages. configs/bevfusion_mined20.py (lidar + camera) starts from
 # this run's checkpoint, never from the official lidar-only one (trained on the whole train
 # set, it would leak the rest of the data into the subset arm). Needs the mmdetection3d v1.4.0
-# source at third_party/mmdetection3d with bev_pool_ext built: README.md, "BEVFusion".
+# source at third_party/mmdetection3d with bev_pool_ext built: docs/subsets.md, "BEVFusion".
 _base_ = ['../third_party/mmdetection3d/projects/BEVFusion/configs/'
           'bevfusion_lidar_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py']
 custom_imports = dict(imports=['projects.BEVFusion.bevfusion', 'conceptminer3d'], allow_failed_imports=False)

@@ -1,7 +1,7 @@
 # BEVFusion (lidar + camera) trained on the mined "Random 10% + Target 10%" nuScenes subset,
 # starting, as upstream's recipe does, from the lidar-only stage trained on the same subset
 # (configs/bevfusion_lidar_mined20.py: train it first). Needs the mmdetection3d v1.4.0 source
-# at third_party/mmdetection3d with bev_pool_ext built: see README.md, "BEVFusion".
+# at third_party/mmdetection3d with bev_pool_ext built: see docs/subsets.md, "BEVFusion".
 _base_ = ['../third_party/mmdetection3d/projects/BEVFusion/configs/'
           'bevfusion_lidar-cam_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py']
 custom_imports = dict(imports=['projects.BEVFusion.bevfusion', 'conceptminer3d'], allow_failed_imports=False)

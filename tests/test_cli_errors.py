@@ -44,6 +44,7 @@ CASES = [
     (['train.py', '/nonexistent.py'], 'config file not found'),
     (['test.py', '/nonexistent.py', 'ckpt.pth'], 'config file not found'),
     (['make_toy_nuscenes.py', '--out', '{tmp}'], '--overwrite'),
+    (['prepare_nuscenes.py', '--data-root', '/nonexistent'], 'no v1.0-trainval tables at /nonexistent/v1.0-trainval'),
 ]  # fmt: skip
 
 

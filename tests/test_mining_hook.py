@@ -259,3 +259,50 @@ def test_two_trainings_started_together_on_one_mining_dir_mine_once_and_train_on
     with open(os.path.join(tmp_path, 'mining', 'manifest.json')) as f:
         manifest = json.load(f)
     assert manifest['cache']['detect_embed']['computed_frames'] == manifest['counts']['frames']
+
+
+def test_a_run_mined_with_paths_is_reused_by_a_config_naming_the_models_in_a_models_dir(
+    toy_world, mining_cfg, toy_models, tmp_path, monkeypatch
+):
+    """A finished run is recognised by what it computed: mined with the models given by path,
+    then a hook whose config names them (resolved in a models dir: the config's key or the
+    environment) reuses it without loading a model; other weights under the same name do not."""
+    import shutil
+
+    from conceptminer3d.apis import run_mining
+    from conceptminer3d.mining.model_loading import MODELS_DIR_ENV
+
+    root, _ = toy_world
+    models = tmp_path / 'models'
+    models.mkdir()
+    shutil.copy(toy_models['yolo'], models / 'yolov8n-toy.pt')
+    shutil.copytree(toy_models['clip'], models / 'clip-toy')
+    shutil.copytree(toy_models['qwen2_vl'], models / 'qwen2-vl-toy')
+    mining_cfg.frames.cameras = ['CAM_FRONT', 'CAM_BACK']
+    work_dir = str(tmp_path / 'mining')
+    run_mining(mining_cfg, root, 'nuscenes_infos_train.pkl', work_dir, progress=False)  # the session's paths
+
+    mining_cfg.detector.model, mining_cfg.embedder.model_name = 'yolov8n-toy.pt', 'clip-toy'
+    mining_cfg.captioner.model = 'qwen2-vl-toy'
+    by_name = str(tmp_path / 'by_name.py')
+    mining_cfg.dump(by_name)
+
+    def no_mining(self):
+        raise AssertionError('the pipeline ran on finished outputs')
+
+    monkeypatch.setattr(MiningPipeline, 'run', no_mining)
+    hook = DataMiningHook(
+        mining_config=by_name,
+        data_root=root,
+        work_dir=work_dir,
+        cfg_options={'models_dir': str(models)},
+        progress=False,
+    )
+    assert hook.summary['num_selected'] > 0
+    monkeypatch.setenv(MODELS_DIR_ENV, str(models))
+    DataMiningHook(mining_config=by_name, data_root=root, work_dir=work_dir, progress=False)
+
+    with open(models / 'yolov8n-toy.pt', 'ab') as f:  # other weights, the same name
+        f.write(b'\0')
+    with pytest.raises(AssertionError, match='pipeline ran'):
+        DataMiningHook(mining_config=by_name, data_root=root, work_dir=work_dir, progress=False)

@@ -94,6 +94,8 @@ def test_toy_config_finds_the_toy_models(toy_models):
         check_available(registry, component)
     with pytest.raises(ModelUnavailableError, match='no such file'):
         check_available(DETECTORS_2D, dict(cfg.detector, model=toy_models['yolo'] + '.gone.pt'))
+    with pytest.raises(ModelUnavailableError, match=r'put it in the models dir \(models\)'):
+        check_available(DETECTORS_2D, dict(cfg.detector, model='yolov8n-toy.pt'))  # a name: ./models, the default
 
 
 def test_check_available_names_the_unknown_type():
@@ -271,10 +273,10 @@ def _raises_unavailable(connections, build, *expected):
 def test_unavailable_yolo(connections, tmp_path):
     _raises_unavailable(
         connections,
-        lambda: YoloDetector('yolov8l.pt'),
+        lambda: YoloDetector('yolov8l.pt', models_dir=str(tmp_path / 'models')),
         "'yolov8l.pt'",
-        'github.com/ultralytics/assets/releases/download/',
-        "detector.model='models/",
+        f'not in the models dir ({tmp_path / "models"})',
+        f'`wget https://github.com/ultralytics/assets/releases/download/v8.4.0/yolov8l.pt -P {tmp_path / "models"}`',
     )
     _raises_unavailable(connections, lambda: YoloDetector(str(tmp_path / 'missing.pt')), 'no such file')
     _raises_unavailable(connections, lambda: YoloDetector('yolov8l.yml.nope'), 'no such file')
@@ -292,8 +294,8 @@ def test_unavailable_open_clip(connections, tmp_path):
         connections,
         lambda: OpenClipEmbedder('ViT-B-32', 'laion2b_s34b_b79k', cache_dir=str(tmp_path)),
         'ViT-B-32/laion2b_s34b_b79k',
-        'hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K',
-        "embedder.model_name='models/CLIP-ViT-B-32-laion2B-s34B-b79K'",
+        'hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K --local-dir models/CLIP-ViT-B-32-laion2B-s34B-b79K',
+        'embedder can stay as it is',
     )
     _raises_unavailable(connections, lambda: OpenClipEmbedder(str(tmp_path), pretrained=None), 'open_clip_config.json')
     _raises_unavailable(connections, lambda: OpenClipEmbedder('ViT-B-32', 'no-such-tag'), 'no-such-tag')
@@ -306,7 +308,10 @@ def test_unavailable_transformers_models(connections, tmp_path):
         lambda: Qwen2VLCaptioner(cache_dir=cache),
         "'Qwen/Qwen2-VL-2B-Instruct'",
         'hf download Qwen/Qwen2-VL-2B-Instruct --local-dir models/Qwen2-VL-2B-Instruct',
-        "captioner.model='models/Qwen2-VL-2B-Instruct'",
+        "captioner.model can stay 'Qwen/Qwen2-VL-2B-Instruct'",
+    )
+    _raises_unavailable(
+        connections, lambda: Qwen2VLCaptioner('qwen2-vl-toy', models_dir=cache), 'no folder of that name'
     )
     _raises_unavailable(
         connections, lambda: BlipCaptioner(cache_dir=cache), 'hf download Salesforce/blip-image-captioning-large'
@@ -366,6 +371,53 @@ def test_result_identity_ignores_how_a_model_runs_and_where_it_lies(toy_models, 
         DETECTORS_2D, {k: v for k, v in yolo.items() if k != 'conf'}
     )
     assert result_identity(DETECTORS_2D, yolo) != result_identity(DETECTORS_2D, dict(yolo, conf=0.5))
+
+
+def test_default_names_resolve_in_the_models_dir(toy_models, tmp_path, monkeypatch, connections):
+    """The names the configs use (default.py's and the toy ones) resolve in the models dir laid
+    out as the download commands leave it: the config key, or $CONCEPTMINER3D_MODELS_DIR; a path
+    that exists still wins."""
+    import shutil
+
+    from conceptminer3d.mining.model_loading import MODELS_DIR_ENV, resolve_open_clip_model
+
+    models = tmp_path / 'models'
+    models.mkdir()
+    shutil.copy(toy_models['yolo'], models / 'yolov8l.pt')
+    shutil.copytree(toy_models['qwen2_vl'], models / 'Qwen2-VL-2B-Instruct')
+    shutil.copytree(toy_models['clip'], models / 'clip-toy')
+    (models / 'CLIP-ViT-B-32-laion2B-s34B-b79K').mkdir()
+    (models / 'CLIP-ViT-B-32-laion2B-s34B-b79K' / 'open_clip_pytorch_model.bin').write_bytes(b'weights')
+    named = [
+        (DETECTORS_2D, dict(type='YoloDetector', model='yolov8l.pt'), str(models / 'yolov8l.pt')),
+        (
+            CAPTIONERS,
+            dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct'),
+            str(models / 'Qwen2-VL-2B-Instruct'),
+        ),
+    ]
+    for how in ('config', 'environment'):
+        for registry, cfg, expected in named:
+            if how == 'config':
+                assert check_available(registry, dict(cfg, models_dir=str(models))) == expected
+            else:
+                monkeypatch.setenv(MODELS_DIR_ENV, str(models))
+                assert check_available(registry, cfg) == expected
+                monkeypatch.delenv(MODELS_DIR_ENV)
+    clip = resolve_open_clip_model('ViT-B-32', 'laion2b_s34b_b79k', models_dir=str(models))
+    assert clip.model_name == 'ViT-B-32' and clip.pretrained == str(
+        models / 'CLIP-ViT-B-32-laion2B-s34B-b79K' / 'open_clip_pytorch_model.bin'
+    )
+    assert clip.preprocess_overrides  # the tag's preprocessing, as from the Hugging Face cache
+    assert (
+        resolve_open_clip_model('clip-toy', None, models_dir=str(models)).model_name
+        == f'local-dir:{models / "clip-toy"}'
+    )
+    assert (
+        check_available(DETECTORS_2D, dict(type='YoloDetector', model=toy_models['yolo'], models_dir=str(models)))
+        == toy_models['yolo']
+    )
+    assert not connections
 
 
 # --------------------------------------------------------------------------- bad images

@@ -3,7 +3,8 @@ concept groups. Writes frames/crops/captions/concepts.parquet, embeddings.npy an
 manifest.json and the HTML report (report/index.html) under --work-dir; re-runs reuse cached
 stages and resume killed runs.
 
-    python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--cfg-options k=v ...]
+    python tools/mine.py CONFIG --data-root DIR --ann-file PKL --work-dir DIR [--models-dir DIR]
+        [--cfg-options k=v ...] [--wait [--wait-timeout S]]
 
 With several GPUs, run it under torchrun with --launcher pytorch (tools/dist_mine.sh does):
 every rank mines its share of the images, rank 0 runs the global stages and writes the outputs,
@@ -20,6 +21,7 @@ import logging
 from conceptminer3d.apis import run_mining
 from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction, init_distributed
+from conceptminer3d.mining.model_loading import MODELS_DIR_ENV
 from conceptminer3d.mining.writer_lock import add_writer_arguments, if_busy_of, tool_writer_lock
 from conceptminer3d.report import build_report
 
@@ -31,6 +33,10 @@ def parse_args():
     p.add_argument('--ann-file', required=True, help='v2 info pickle (absolute, or relative to --data-root)')
     p.add_argument('--work-dir', required=True, help='where the tables, cache and manifest go')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys: key=value')
+    p.add_argument(
+        '--models-dir',
+        help=f'where model names resolve first (the config\'s models_dir; default ${MODELS_DIR_ENV} or ./models)',
+    )
     p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.add_argument('--no-report', action='store_true', help='do not write WORK_DIR/report/ (tools/report.py can later)')
     add_writer_arguments(p)
@@ -47,7 +53,7 @@ def main():
         args.data_root,
         args.ann_file,
         args.work_dir,
-        cfg_options=args.cfg_options,
+        cfg_options={**(args.cfg_options or {}), **({'models_dir': args.models_dir} if args.models_dir else {})},
         progress=not args.no_progress,
         if_busy=if_busy_of(args),
         wait_timeout_s=args.wait_timeout,

@@ -1,5 +1,6 @@
 # Mining with the real models (the research prototype's defaults, all 6 cameras).
-# Models are given by name or local path; see README "Models offline" for where to put them.
+# Models are given by name or local path; a name resolves in the models dir first (models_dir =
+# ..., --models-dir or $CONCEPTMINER3D_MODELS_DIR, else ./models): docs/mining.md, "Models offline".
 cameras = ['CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT']
 frames = dict(type='InfoPickleFrames', cameras=cameras,
               data_prefix={cam: f'samples/{cam}' for cam in cameras})

@@ -132,9 +132,11 @@ class DataMiningHook(Hook):
         if world_size > 1 and completed_mining(self.cfg, *paths) is None:  # every rank stops
             raise MiningNotDoneError(self._mine_first_message(world_size))
         if rank > 0:  # rank 0 writes; the others watch the file system (no collective)
+            action = 'reused'
             if current_subsets(self.cfg, *paths) is None:
                 wait_for(lambda: current_subsets(self.cfg, *paths) is not None, 'rank 0 to write the subset pickles')
-            summary, action = current_subsets(self.cfg, *paths), 'written by rank 0'
+                action = 'written by rank 0'
+            summary = current_subsets(self.cfg, *paths)
         else:
             summary, action = self._mine_or_reuse(paths)
         print_log(

@@ -48,6 +48,7 @@ class TransformersCaptioner:
         dtype (str | torch.dtype): ``'auto'`` (see ``devices.resolve_dtype``) or a torch dtype name.
         allow_download (bool): fetch a repo id missing from the cache.
         cache_dir (str, optional): Hugging Face cache to look in.
+        models_dir (str, optional): where names resolve first (``model_loading.resolve_models_dir``).
     """
 
     default_model: str = ''
@@ -63,8 +64,9 @@ class TransformersCaptioner:
         dtype: Union[str, torch.dtype],
         allow_download: bool,
         cache_dir: Optional[str],
+        models_dir: Optional[str] = None,
     ):
-        self.model_path = self.check_available(model, allow_download, cache_dir)
+        self.model_path = self.check_available(model, allow_download, cache_dir, models_dir)
         self.prompt, self.max_new_tokens = prompt, max_new_tokens
         self.device = resolve_device(device)
         self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
@@ -78,7 +80,12 @@ class TransformersCaptioner:
 
     @classmethod
     def check_available(
-        cls, model: Optional[str] = None, allow_download: bool = False, cache_dir: Optional[str] = None, **_other_args
+        cls,
+        model: Optional[str] = None,
+        allow_download: bool = False,
+        cache_dir: Optional[str] = None,
+        models_dir: Optional[str] = None,
+        **_other_args,
     ) -> str:
         """The local model directory; raises ``ModelUnavailableError`` if it cannot be had
         offline."""
@@ -88,6 +95,7 @@ class TransformersCaptioner:
             cache_dir=cache_dir,
             config_key='captioner.model',
             example_repo=cls.default_model,
+            models_dir=models_dir,
         )
 
     def _load(self) -> None:
@@ -148,6 +156,7 @@ class Qwen2VLCaptioner(TransformersCaptioner):
             cap large ones at 256.
         allow_download: fetch a repo id missing from the cache.
         cache_dir: Hugging Face cache to look in.
+        models_dir: where names resolve first (``model_loading.resolve_models_dir``).
     """
 
     default_model = 'Qwen/Qwen2-VL-2B-Instruct'
@@ -164,9 +173,12 @@ class Qwen2VLCaptioner(TransformersCaptioner):
         max_pixels: Optional[int] = 448 * 448,
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
+        models_dir: Optional[str] = None,
     ):
         self.min_pixels, self.max_pixels = min_pixels, max_pixels
-        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir)
+        super().__init__(
+            model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir, models_dir
+        )
 
     def _load(self) -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -210,7 +222,7 @@ class BlipCaptioner(TransformersCaptioner):
         prompt: the caption prefix (``'a photo of'``); None or '' for unconditional captions.
         max_new_tokens: caption length limit, in tokens.
         batch_size: crops per ``generate`` call; None: 16 on the CPU, 64 on a GPU.
-        device / dtype / allow_download / cache_dir: as for ``Qwen2VLCaptioner``.
+        device / dtype / allow_download / cache_dir / models_dir: as for ``Qwen2VLCaptioner``.
     """
 
     default_model = 'Salesforce/blip-image-captioning-large'
@@ -226,8 +238,11 @@ class BlipCaptioner(TransformersCaptioner):
         dtype: Union[str, torch.dtype] = 'auto',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
+        models_dir: Optional[str] = None,
     ):
-        super().__init__(model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir)
+        super().__init__(
+            model, prompt, max_new_tokens, batch_size, device, dtype, allow_download, cache_dir, models_dir
+        )
 
     def _load(self) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor

@@ -87,6 +87,8 @@ class YoloDetector:
         num_threads: torch intra-op threads after each call; None keeps the count the process
             had before (see ``keep_torch_threads``).
         allow_download: fetch a missing checkpoint from the ultralytics assets release.
+        models_dir: where a bare checkpoint name resolves first (see
+            ``model_loading.resolve_models_dir``).
     """
 
     default_batch_size = dict(cpu=1, cuda=64)
@@ -104,10 +106,11 @@ class YoloDetector:
         classes: Optional[Sequence[Union[int, str]]] = None,
         num_threads: Optional[int] = None,
         allow_download: bool = False,
+        models_dir: Optional[str] = None,
     ):
         from ultralytics import YOLO
 
-        self.model_path = self.check_available(model, allow_download)
+        self.model_path = self.check_available(model, allow_download, models_dir)
         self.conf, self.iou, self.max_det, self.imgsz = conf, iou, max_det, imgsz
         self.device = resolve_device(device)
         self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
@@ -123,10 +126,14 @@ class YoloDetector:
             self._predict([np.zeros((32, 32, 3), np.uint8)], imgsz=32)
 
     @classmethod
-    def check_available(cls, model: str = 'yolov8l.pt', allow_download: bool = False, **_other_args) -> str:
+    def check_available(
+        cls, model: str = 'yolov8l.pt', allow_download: bool = False, models_dir: Optional[str] = None, **_other_args
+    ) -> str:
         """The local model file (or packaged yaml) for ``model``; raises
         ``ModelUnavailableError`` if it cannot be had offline."""
-        return resolve_yolo_model(model, allow_download=allow_download, config_key='detector.model')
+        return resolve_yolo_model(
+            model, allow_download=allow_download, config_key='detector.model', models_dir=models_dir
+        )
 
     def _class_ids(self, classes) -> Optional[List[int]]:
         if classes is None:

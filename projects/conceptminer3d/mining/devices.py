@@ -14,8 +14,8 @@ import torch
 
 __all__ = ['resolve_device', 'resolve_dtype', 'batch_size_for', 'RUNTIME_ARGS']
 
-# Component arguments that decide how fast a model runs, not what it outputs.
-RUNTIME_ARGS = frozenset({'device', 'dtype', 'batch_size', 'num_threads', 'allow_download', 'cache_dir'})
+# Component arguments that decide how fast a model runs or where its files are found, not what it outputs.
+RUNTIME_ARGS = frozenset({'device', 'dtype', 'batch_size', 'num_threads', 'allow_download', 'cache_dir', 'models_dir'})
 
 
 def resolve_device(device: Union[str, torch.device, None] = 'auto') -> torch.device:

@@ -53,6 +53,7 @@ class OpenClipEmbedder:
             cosine is above 0.999 (not equal bits), so the choice is part of the cache key.
         allow_download: fetch missing weights from the hub.
         cache_dir: Hugging Face cache to look in (default: ``HF_HUB_CACHE``).
+        models_dir: where names resolve first (see ``model_loading.resolve_models_dir``).
     """
 
     default_batch_size = dict(cpu=64, cuda=512)
@@ -67,6 +68,7 @@ class OpenClipEmbedder:
         crop_preprocessing: str = 'tensor',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
+        models_dir: Optional[str] = None,
     ):
         import open_clip
 
@@ -74,9 +76,7 @@ class OpenClipEmbedder:
             raise ValueError(f"crop_preprocessing must be 'tensor' or 'pil', got {crop_preprocessing!r}")
         self.crop_preprocessing = crop_preprocessing
 
-        source = resolve_open_clip_model(
-            model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
-        )
+        source = self.check_available(model_name, pretrained, allow_download, cache_dir, models_dir)
         self.source, self.device = source, resolve_device(device)
         self.batch_size = batch_size_for(batch_size, self.device, **self.default_batch_size)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -111,12 +111,18 @@ class OpenClipEmbedder:
         pretrained: Optional[str] = 'laion2b_s34b_b79k',
         allow_download: bool = False,
         cache_dir: Optional[str] = None,
+        models_dir: Optional[str] = None,
         **_other_args,
     ):
         """The resolved local source; raises ``ModelUnavailableError`` if it cannot be had
         offline."""
         return resolve_open_clip_model(
-            model_name, pretrained, allow_download=allow_download, cache_dir=cache_dir, config_key='embedder'
+            model_name,
+            pretrained,
+            allow_download=allow_download,
+            cache_dir=cache_dir,
+            config_key='embedder',
+            models_dir=models_dir,
         )
 
     @property

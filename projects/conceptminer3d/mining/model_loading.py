@@ -7,21 +7,31 @@ says how to provide it. Nothing here waits on the network unless the component w
 is done by hand, so a machine without internet gets the clear error in well under a second
 instead of a retry loop or a hub traceback.
 
+Every family first looks in the **models dir** (``models_dir``: the mining config's key,
+``tools/mine.py --models-dir``, else ``$CONCEPTMINER3D_MODELS_DIR``, else ``./models``), where the
+download commands in the error messages put the default models: ``yolov8l.pt``, the open_clip
+checkpoint's folder (``CLIP-ViT-B-32-laion2B-s34B-b79K/``), ``Qwen2-VL-2B-Instruct/``,
+``blip-image-captioning-large/``: a config names them as it always did, by name or hub id.
+
 How each family resolves (first match wins):
 
 * **YOLO** (``resolve_yolo_model``): an existing file (``.pt`` checkpoint, or any format
   ultralytics loads) → that file; an ultralytics architecture ``.yaml`` (``yolov8l.yaml``,
   shipped inside the package) → built with random weights, for timing runs; a bare checkpoint
-  name (``yolov8l.pt``) → ultralytics' weights directory (``yolo settings weights_dir``).
+  name (``yolov8l.pt``) → the models dir, then ultralytics' weights directory
+  (``yolo settings weights_dir``).
 * **open_clip** (``resolve_open_clip_model``): ``model_name`` an existing directory (or
-  ``local-dir:<dir>``) holding ``open_clip_config.json`` + weights → that directory;
+  ``local-dir:<dir>``, or a folder of that name in the models dir) holding
+  ``open_clip_config.json`` + weights → that directory;
   ``hf-hub:<org>/<repo>`` → its snapshot in the Hugging Face cache; a built-in architecture
   name with ``pretrained`` an existing checkpoint file → that file; with ``pretrained`` a
-  known tag (``laion2b_s34b_b79k``) → the tag's weights in the Hugging Face cache (or the
-  open_clip URL cache); with ``pretrained`` empty/None → random weights, for timing runs.
+  known tag (``laion2b_s34b_b79k``) → the tag's weights in the models dir (the hub repo's
+  folder), the Hugging Face cache or the open_clip URL cache; with ``pretrained`` empty/None
+  → random weights, for timing runs.
 * **Hugging Face transformers** (``resolve_hf_model``): an existing directory with a
-  ``config.json`` → that directory; a repo id (``Qwen/Qwen2-VL-2B-Instruct``) → its complete
-  snapshot in the Hugging Face cache (``HF_HUB_CACHE``).
+  ``config.json`` → that directory; a repo id (``Qwen/Qwen2-VL-2B-Instruct``) → the repo's
+  folder in the models dir (``Qwen2-VL-2B-Instruct/``), then its complete snapshot in the
+  Hugging Face cache (``HF_HUB_CACHE``); a bare folder name → that folder in the models dir.
 """
 
 from __future__ import annotations
@@ -34,16 +44,20 @@ from pathlib import Path
 from typing import Dict, Optional
 
 __all__ = [
+    'MODELS_DIR_ENV',
     'ModelUnavailableError',
     'OpenClipSource',
+    'component_config',
+    'resolve_models_dir',
     'resolve_hf_model',
     'resolve_yolo_model',
     'resolve_open_clip_model',
     'check_available',
 ]
 
-# Where the messages suggest putting downloaded models (relative to the working directory).
-MODELS_DIR = 'models'
+MODELS_DIR_ENV = 'CONCEPTMINER3D_MODELS_DIR'
+DEFAULT_MODELS_DIR = 'models'  # relative to the working directory, as the README's commands run
+MODEL_COMPONENTS = ('detector', 'embedder', 'captioner')  # the mining config's model-backed keys
 _HF_WEIGHT_PATTERNS = ('*.safetensors', '*.bin', '*.safetensors.index.json', '*.bin.index.json')
 _OPEN_CLIP_CONFIG = 'open_clip_config.json'
 _OPEN_CLIP_HF_WEIGHTS = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
@@ -69,8 +83,26 @@ def _expand(path: str) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def _local_dir_name(repo_id: str) -> str:
-    return f'{MODELS_DIR}/{repo_id.rstrip("/").split("/")[-1]}'
+def resolve_models_dir(explicit: Optional[str] = None) -> str:
+    """Where default model names resolve: ``explicit``, else ``$CONCEPTMINER3D_MODELS_DIR``,
+    else ``./models``."""
+    return explicit or os.environ.get(MODELS_DIR_ENV) or DEFAULT_MODELS_DIR
+
+
+def component_config(cfg, key: str) -> Optional[dict]:
+    """The mining config's model component ``key`` (``MODEL_COMPONENTS``) as a plain dict,
+    given the config's ``models_dir`` unless it names one itself; None when it is off."""
+    component = cfg.get(key)
+    if component is None:
+        return None
+    component = component.to_dict() if hasattr(component, 'to_dict') else dict(component)
+    if cfg.get('models_dir') and 'models_dir' not in component:
+        component['models_dir'] = cfg.get('models_dir')
+    return component
+
+
+def _local_dir_name(repo_id: str, directory: Optional[str] = None) -> str:
+    return os.path.join(resolve_models_dir(directory), repo_id.rstrip('/').split('/')[-1])
 
 
 def _looks_like_repo_id(name: str) -> bool:
@@ -97,6 +129,7 @@ def resolve_hf_model(
     cache_dir: Optional[str] = None,
     config_key: str = 'model',
     example_repo: Optional[str] = None,
+    models_dir: Optional[str] = None,
 ) -> str:
     """Local directory of a transformers model given by local directory or hub repo id.
 
@@ -108,6 +141,7 @@ def resolve_hf_model(
         config_key: how the config names this field, for the error message
             (e.g. ``'captioner.model'``).
         example_repo: a repo id to suggest when ``model`` is a missing local directory.
+        models_dir: where default names resolve (see the module docstring).
 
     Raises:
         ModelUnavailableError: not a local model directory and not (completely) cached.
@@ -121,8 +155,20 @@ def resolve_hf_model(
                 'point it at a directory written by save_pretrained() or by `hf download <repo> --local-dir <dir>`',
             )
         return path
+    in_models_dir = _local_dir_name(model, models_dir)
+    if os.path.isfile(os.path.join(in_models_dir, 'config.json')):
+        return _expand(in_models_dir)
     first = model.split('/')[0]
-    if not _looks_like_repo_id(model) or first == MODELS_DIR or os.path.isdir(first):
+    if '/' not in model.strip('/') and not os.path.isabs(model) and not _looks_like_repo_id(model):
+        # A bare folder name: it lives in the models dir, and is not there.
+        raise ModelUnavailableError(
+            model,
+            f'no folder of that name in the models dir ({_expand(in_models_dir)}) or here',
+            f'put the model folder at {in_models_dir} (`hf download {example_repo or "<org>/<name>"} '
+            f'--local-dir {in_models_dir}` on a machine with internet), or point the models dir at the folder '
+            f'that holds it (models_dir=, --models-dir or ${MODELS_DIR_ENV})',
+        )
+    if not _looks_like_repo_id(model) or first == DEFAULT_MODELS_DIR or os.path.isdir(first):
         # Meant as a local path ('models/x', './x', '/abs/x'), and nothing is there.
         raise ModelUnavailableError(
             model,
@@ -132,19 +178,22 @@ def resolve_hf_model(
             'model directory or a hub repo id',
         )
 
-    local_dir = _local_dir_name(model)
+    local_dir = in_models_dir
     remedy = (
         f'on a machine with internet run `hf download {model} --local-dir {local_dir}` '
-        f'(older huggingface_hub: `huggingface-cli download ...`), copy {local_dir} here, '
-        f"then set {config_key}='{local_dir}'; or build the component with "
-        'allow_download=True to fetch it into the Hugging Face cache'
+        f'(older huggingface_hub: `huggingface-cli download ...`) and copy {local_dir} here: the models dir '
+        f'({_expand(resolve_models_dir(models_dir))}) is searched first, so {config_key} can stay {model!r}; '
+        'or build the component with allow_download=True to fetch it into the Hugging Face cache'
     )
     from huggingface_hub import snapshot_download
 
     try:
         snapshot = snapshot_download(model, cache_dir=cache_dir, local_files_only=not allow_download)
     except Exception as error:  # noqa: BLE001 -- every hub failure means the same thing here
-        reason = f'it is not a local directory and not in the Hugging Face cache ({_hf_cache_dir(cache_dir)})'
+        reason = (
+            f'it is not in the models dir ({_expand(local_dir)}) and not in the Hugging Face cache '
+            f'({_hf_cache_dir(cache_dir)})'
+        )
         if allow_download:
             reason = f'the download failed ({type(error).__name__}: {str(error).splitlines()[0]})'
         raise ModelUnavailableError(model, reason, remedy) from None
@@ -163,7 +212,9 @@ def _ultralytics_release() -> str:
     return inspect.signature(attempt_download_asset).parameters['release'].default
 
 
-def resolve_yolo_model(model: str, *, allow_download: bool = False, config_key: str = 'detector.model') -> str:
+def resolve_yolo_model(
+    model: str, *, allow_download: bool = False, config_key: str = 'detector.model', models_dir: Optional[str] = None
+) -> str:
     """What to pass to ``ultralytics.YOLO``: a local file, or a packaged architecture yaml.
 
     Raises:
@@ -203,20 +254,23 @@ def resolve_yolo_model(model: str, *, allow_download: bool = False, config_key: 
         target, reason = Path(path), f'no such file ({path})'
         remedy = f'download {url} to {path}' if is_asset else f'set {config_key} to an existing checkpoint file'
     else:
-        # A bare name: ultralytics looks in its weights directory before downloading.
+        # A bare name: the models dir, then ultralytics' weights directory (where it downloads to).
+        in_models_dir = Path(_expand(resolve_models_dir(models_dir))) / name
+        if in_models_dir.is_file():
+            return str(in_models_dir)
         target = weights_dir / name
         if target.is_file():
             return str(target)
-        reason = f'no such file, and not in ultralytics\' weights directory ({weights_dir})'
+        reason = f'not in the models dir ({in_models_dir.parent}) or in ultralytics\' weights directory ({weights_dir})'
         if is_asset:
             remedy = (
-                f'download {url} into {MODELS_DIR}/ and set {config_key}=\'{MODELS_DIR}/{name}\' '
+                f'download it into the models dir: `wget {url} -P {resolve_models_dir(models_dir)}` '
                 f'(or put it in ultralytics\' weights directory {weights_dir})'
             )
         else:
             remedy = (
                 f'{name} is not one of ultralytics\' released checkpoints, so there is nothing to download: '
-                f'set {config_key} to the path of your checkpoint file'
+                f'put it in the models dir ({resolve_models_dir(models_dir)}) or set {config_key} to its path'
             )
     if is_asset:
         remedy += '; or build the component with allow_download=True'
@@ -288,6 +342,7 @@ def resolve_open_clip_model(
     allow_download: bool = False,
     cache_dir: Optional[str] = None,
     config_key: str = 'embedder',
+    models_dir: Optional[str] = None,
 ) -> OpenClipSource:
     """Resolve an open_clip (architecture, weights) pair to local files.
 
@@ -301,13 +356,18 @@ def resolve_open_clip_model(
         return _open_clip_dir(_expand(model_name[len('local-dir:') :]), model_name)
     if os.path.isdir(_expand(model_name)):
         return _open_clip_dir(_expand(model_name), model_name)
+    in_models_dir = os.path.join(resolve_models_dir(models_dir), model_name)
+    if not os.path.isabs(model_name) and os.path.isdir(in_models_dir):
+        return _open_clip_dir(_expand(in_models_dir), model_name)
 
     if model_name.startswith('hf-hub:'):
         repo_id = model_name[len('hf-hub:') :]
-        local_dir = _local_dir_name(repo_id)
+        local_dir = _local_dir_name(repo_id, models_dir)
+        if os.path.isfile(os.path.join(local_dir, _OPEN_CLIP_CONFIG)):
+            return _open_clip_dir(_expand(local_dir), model_name)
         remedy = (
-            f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with '
-            f"internet, copy it here and set {config_key}.model_name='{local_dir}'"
+            f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with internet and copy it '
+            f'here (the models dir is searched first, so {config_key}.model_name can stay {model_name!r})'
         )
         config = _hub_file(repo_id, [_OPEN_CLIP_CONFIG], cache_dir, allow_download)
         weights = _hub_file(repo_id, _OPEN_CLIP_HF_WEIGHTS, cache_dir, allow_download)
@@ -352,14 +412,15 @@ def resolve_open_clip_model(
         # 'org/repo/' (default file name) or 'org/repo/file.bin', as open_clip spells it.
         repo_id, filename = os.path.split(tag_cfg['hf_hub'])
         filename = filename or _OPEN_CLIP_HF_WEIGHTS[1]
-        checkpoint = _hub_file(repo_id, [*_safetensors_twins(filename), filename], cache_dir, allow_download)
+        candidates = [*_safetensors_twins(filename), filename]
+        local_dir = _local_dir_name(repo_id, models_dir)
+        local = [os.path.join(local_dir, name) for name in candidates if os.path.isfile(os.path.join(local_dir, name))]
+        checkpoint = _expand(local[0]) if local else _hub_file(repo_id, candidates, cache_dir, allow_download)
+        where.append(f'the models dir ({_expand(local_dir)})')
         where.append(f'the Hugging Face cache ({_hf_cache_dir(cache_dir)}, repo {repo_id})')
-        local_dir = _local_dir_name(repo_id)
         remedy.append(
-            f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with internet, '
-            f"copy it here and set {config_key}.model_name='{local_dir}' (works when the repo "
-            f"holds {_OPEN_CLIP_CONFIG}, as open_clip's own repos do), or keep "
-            f"model_name='{model_name}' and set {config_key}.pretrained='{local_dir}/{filename}'"
+            f'run `hf download {repo_id} --local-dir {local_dir}` on a machine with internet and copy it here '
+            f'(the models dir is searched first: {config_key} can stay as it is)'
         )
     if checkpoint is None and tag_cfg.get('url'):
         from open_clip.pretrained import download_pretrained_from_url

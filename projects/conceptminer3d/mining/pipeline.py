@@ -48,7 +48,7 @@ from .executors import LocalExecutor
 from .frames import Frame
 from .identity import result_identity
 from .images import cut_crops, decode_image, image_digest, prefetched
-from .model_loading import check_available
+from .model_loading import check_available, component_config
 from .outlier_scoring import combine_outlier_flags, row_groups, score_outlier_groups
 from .run_record import StageTimer, package_versions, plain_config, table_counts
 
@@ -125,26 +125,26 @@ class MiningPipeline:
     @property
     def detector(self):
         if self._detector is None:
-            self._detector = build_component(DETECTORS_2D, self.cfg.detector)
+            self._detector = build_component(DETECTORS_2D, component_config(self.cfg, 'detector'))
         return self._detector
 
     @property
     def embedder(self):
         if self._embedder is None:
-            self._embedder = build_component(EMBEDDERS, self.cfg.embedder)
+            self._embedder = build_component(EMBEDDERS, component_config(self.cfg, 'embedder'))
         return self._embedder
 
     @property
     def captioner(self):
         if self._captioner is None:
-            self._captioner = build_component(CAPTIONERS, self.cfg.captioner)
+            self._captioner = build_component(CAPTIONERS, component_config(self.cfg, 'captioner'))
         return self._captioner
 
     def _check_models_available(self) -> None:
         """Every model must load offline before the first image is touched."""
         for registry, key in ((DETECTORS_2D, 'detector'), (EMBEDDERS, 'embedder'), (CAPTIONERS, 'captioner')):
             if self.cfg.get(key) is not None:  # a captioner of None: captions off
-                check_available(registry, plain_config(self.cfg.get(key)))
+                check_available(registry, component_config(self.cfg, key))
 
     def _set_threads(self) -> int:
         threads = int(self.cfg.get('num_threads') or os.cpu_count() or 1)
@@ -155,8 +155,8 @@ class MiningPipeline:
     def _detection_payload(self) -> dict:
         # What detections, crops and embeddings depend on; never device, batch sizes or paths.
         return dict(
-            detector=result_identity(DETECTORS_2D, plain_config(self.cfg.detector)),
-            embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
+            detector=result_identity(DETECTORS_2D, component_config(self.cfg, 'detector')),
+            embedder=result_identity(EMBEDDERS, component_config(self.cfg, 'embedder')),
             crops=plain_config(self.cfg.crops),
         )
 
@@ -299,8 +299,8 @@ class MiningPipeline:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, 0), np.float32)
         payload = dict(
             detection=detection_key,
-            captioner=result_identity(CAPTIONERS, plain_config(self.cfg.captioner)),
-            embedder=result_identity(EMBEDDERS, plain_config(self.cfg.embedder)),
+            captioner=result_identity(CAPTIONERS, component_config(self.cfg, 'captioner')),
+            embedder=result_identity(EMBEDDERS, component_config(self.cfg, 'embedder')),
         )
         cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'captions', payload)
         selected_items: List[str] = []

@@ -13,7 +13,11 @@ from typing import Dict
 import pyarrow.compute as pc
 from mmengine.config import Config, ConfigDict
 
-from .devices import RUNTIME_ARGS
+from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
+from .identity import result_identity
+from .model_loading import component_config
+
+_MODEL_REGISTRIES = dict(detector=DETECTORS_2D, embedder=EMBEDDERS, captioner=CAPTIONERS)
 
 
 class StageTimer:
@@ -71,17 +75,22 @@ def file_sha256(path: str, chunk: int = 1 << 22) -> str:
 
 
 def run_fingerprint(cfg, ann_file_path: str) -> str:
-    """What a run's tables depend on, cheap to recompute: the mining config without its
-    runtime settings (devices, batch sizes, threads) and subset settings, and the
-    info pickle's content. Equal fingerprints let a caller reuse a finished run without
-    loading a model; the images are taken as unchanged (``tools/mine.py`` re-checks them)."""
+    """What a run's tables depend on, without loading a model: the mining config without its
+    runtime settings (devices, batch sizes, threads, the models dir) and subset settings, each
+    model by its identity (``identity.result_identity``: the weights' content and the options,
+    as the caches key it, however its path is spelled), and the info pickle's content. Equal
+    fingerprints let a caller reuse a finished run; the images are taken as unchanged
+    (``tools/mine.py`` re-checks them).
+
+    Raises:
+        ModelUnavailableError: a model of the config is not on this machine.
+    """
     config = plain_config(cfg)
-    config.pop('subsets', None)
-    for key in ('num_threads', 'frame_batch_size', 'decode_workers'):
+    for key in ('subsets', 'num_threads', 'frame_batch_size', 'decode_workers', 'models_dir'):
         config.pop(key, None)
-    for component in ('detector', 'embedder', 'captioner'):
-        if isinstance(config.get(component), dict):
-            config[component] = {k: v for k, v in config[component].items() if k not in RUNTIME_ARGS}
+    for key, registry in _MODEL_REGISTRIES.items():
+        if config.get(key) is not None:
+            config[key] = result_identity(registry, component_config(cfg, key))
     blob = json.dumps(dict(config=config, ann_file=file_sha256(ann_file_path)), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -18,7 +18,7 @@ take it too. The ranks of a torchrun job are one writer: rank 0 holds the lock
 File systems: on a local disk and on NFSv4 (or NFSv3 with a working lockd) ``flock`` is seen
 by every host. On NFS mounted ``nolock`` and on Lustre mounted ``localflock`` it holds only
 between processes of one host; on Lustre mounted without ``flock``/``localflock`` it fails
-with ENOSYS, and the writer goes on without the guarantee, saying so. See README, "One writer
+with ENOSYS, and the writer goes on without the guarantee, saying so. See docs/mining.md, "One writer
 per mining dir".
 """
 
@@ -210,7 +210,7 @@ def _acquire(f, work_dir, if_busy, timeout_s, report, report_every_s, poll_s) ->
                 raise
             logger.warning(
                 'file locks are not supported where %s lies (%s): going on WITHOUT the one-writer guarantee; '
-                'do not start a second writer on this dir (README, "One writer per mining dir")',
+                'do not start a second writer on this dir (docs/mining.md, "One writer per mining dir")',
                 work_dir,
                 os.strerror(err.errno),
             )

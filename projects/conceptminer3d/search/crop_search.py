@@ -29,6 +29,7 @@ from ..mining.contracts import (
     MANIFEST_FILE,
     require_mining_outputs,
 )
+from ..mining.model_loading import component_config
 from .index import ExactCropIndex, IvfCropIndex, combine_scores, load_or_build_index, top_k_rows
 from .page import write_search_page
 from .queries import Query, build_run_embedder, embed_queries, parse_queries, vocabulary_template
@@ -98,7 +99,7 @@ class MiningRunEmbeddings:
     def embedder(self):
         """The run's embedder, built on first use and kept."""
         if self._embedder is None:
-            self._embedder = build_run_embedder(self.config.get('embedder'), self.embeddings.shape[1])
+            self._embedder = build_run_embedder(component_config(self.config, 'embedder'), self.embeddings.shape[1])
         return self._embedder
 
     def camera_mask(self, cameras: Optional[Sequence[str]]) -> Optional[np.ndarray]:

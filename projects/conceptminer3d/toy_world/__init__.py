@@ -27,7 +27,7 @@ def build_toy_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     counts = generate_toy_world(staging, config, progress=progress)
     if convert:
-        from .convert import convert_nuscenes
+        from ..datasets.nuscenes_conversion import convert_nuscenes
 
         convert_nuscenes(staging, config.version)
     if os.path.exists(out_dir):

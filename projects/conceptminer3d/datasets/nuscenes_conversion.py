@@ -1,4 +1,5 @@
-"""Runs mmdet3d's own nuScenes converter (shipped in the wheel under ``mmdet3d/.mim/tools``)."""
+"""Runs mmdet3d's own nuScenes converter (shipped in the wheel under ``mmdet3d/.mim/tools``):
+``tools/prepare_nuscenes.py`` on a real release, the toy world on its own."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _mmdet3d_tools_on_path() -> None:
         sys.path.insert(0, mim)  # create_data.py imports `tools.dataset_converters.*`
 
 
-def convert_nuscenes(data_root: str, version: str, max_sweeps: int = 10) -> dict:
+def convert_nuscenes(data_root: str, version: str = 'v1.0-trainval', max_sweeps: int = 10) -> dict:
     """Write v2 train/val info pickles and the GT database under ``data_root`` with the same
     three converter calls, in the same order, as ``tools/create_data.py nuscenes``
     (``nuscenes_data_prep``; create_data.py itself parses sys.argv at import time, so its

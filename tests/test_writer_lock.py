@@ -11,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from conceptminer3d.apis import run_mining
+from conceptminer3d.mining.atomic_files import publishing_directory
 from conceptminer3d.mining.writer_lock import MiningDirBusyError, current_writer, writer_lock
 
 from helpers import REPO
@@ -95,6 +97,26 @@ def test_a_file_system_without_locks_writes_without_the_guarantee(tmp_path, monk
     assert 'WITHOUT the one-writer guarantee' in caplog.text
 
 
+def test_a_published_directory_is_whole_or_absent_and_the_first_publisher_wins(tmp_path):
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    final = tmp_path / 'key'
+    (tmp_path / f'key.partial-{dead.pid}').mkdir()  # a killed build's: removed
+    (tmp_path / 'key.partial-1').mkdir()  # pid 1 is alive: kept
+    with publishing_directory(str(final)) as publication:
+        assert sorted(os.listdir(tmp_path)) == sorted(['key.partial-1', os.path.basename(publication.path)])
+        (Path(publication.path) / 'a').write_text('first')
+    assert publication.published and (final / 'a').read_text() == 'first'
+    with publishing_directory(str(final)) as again:  # another process built the same thing: keep the first
+        (Path(again.path) / 'a').write_text('second')
+    assert not again.published and (final / 'a').read_text() == 'first'
+    with pytest.raises(RuntimeError):
+        with publishing_directory(str(tmp_path / 'failed')) as failed:
+            (Path(failed.path) / 'a').write_text('half')
+            raise RuntimeError('the build failed')
+    assert sorted(os.listdir(tmp_path)) == ['key', 'key.partial-1']
+
+
 @pytest.fixture(scope='module')
 def mining_config(session_mining_cfg, tmp_path_factory):
     cfg = copy.deepcopy(session_mining_cfg)
@@ -121,6 +143,7 @@ def _mine_args(config, root, work_dir, *extra):
 _FIRST_WRITER = """
 import sys
 from conceptminer3d.apis import run_mining
+from conceptminer3d.mining.atomic_files import publishing_directory
 from conceptminer3d.mining.writer_lock import writer_lock
 config, root, ann_file, work_dir = sys.argv[1:5]
 with writer_lock(work_dir):

@@ -15,6 +15,7 @@ instead of raising.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -28,7 +29,9 @@ import pyarrow.parquet as pq
 
 __all__ = [
     'DiskFullError',
+    'Publication',
     'create_npy_memmap',
+    'publishing_directory',
     'remove_partial_outputs',
     'write_json_atomic',
     'write_npy_atomic',
@@ -160,3 +163,53 @@ def remove_partial_outputs(work_dir: str) -> None:
         for name in os.listdir(work_dir):
             if '.tmp-' in name:
                 os.remove(os.path.join(work_dir, name))
+
+
+@dataclasses.dataclass
+class Publication:
+    """A directory being written: fill ``path``; after the block ``published`` says whether it
+    became the final directory (False: another process published the same one first)."""
+
+    path: str
+    published: bool = False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def publishing_directory(final: str) -> Iterator[Publication]:
+    """A directory that appears complete or not at all: the block fills a per-process sibling
+    (``<final>.partial-<pid>``: the same file system, so the rename is atomic, and two processes
+    building the same thing never write into each other's files), renamed to ``final`` after it.
+    If ``final`` exists by then (another process got there first), theirs is kept and ours
+    removed; a caller that means to replace an existing ``final`` removes it in the block. On an
+    error the sibling is removed; those of killed processes are removed on the next start."""
+    final = os.path.abspath(final)
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    prefix = f'{os.path.basename(final)}.partial-'
+    for name in os.listdir(parent):
+        pid = name[len(prefix) :]
+        if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    publication = Publication(f'{final}.partial-{os.getpid()}')
+    shutil.rmtree(publication.path, ignore_errors=True)
+    os.makedirs(publication.path)
+    try:
+        yield publication
+        try:
+            os.rename(publication.path, final)
+            publication.published = True
+        except OSError:
+            if not os.path.isdir(final):
+                raise
+    finally:
+        shutil.rmtree(publication.path, ignore_errors=True)

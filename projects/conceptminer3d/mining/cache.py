@@ -11,8 +11,6 @@ wrote them, and computes only the rest.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -22,13 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .atomic_files import create_npy_memmap, write_json_atomic, write_npy_atomic, write_table_atomic
+from .hashing import content_key
 
 CACHE_DIR = 'cache'  # under a mining work dir: every stage's shards, and the search index
-
-
-def content_key(payload) -> str:
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class StageCache:

@@ -10,6 +10,7 @@ import os
 from typing import Dict, Tuple
 
 from .devices import RUNTIME_ARGS
+from .hashing import file_sha256
 from .model_loading import OpenClipSource, check_available
 
 __all__ = ['content_digest', 'result_identity']
@@ -20,8 +21,7 @@ def _file_digest(path: str) -> str:
     stat = os.stat(path)
     memo = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)  # re-hash a file only when it changes
     if memo not in _digests:
-        with open(path, 'rb') as f:
-            _digests[memo] = hashlib.file_digest(f, 'sha256').hexdigest()[:32]
+        _digests[memo] = file_sha256(path)[:32]
     return _digests[memo]
 
 

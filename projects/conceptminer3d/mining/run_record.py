@@ -3,17 +3,16 @@ and the fingerprint that says whether a finished run can be reused."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
-import json
 import platform
 from collections import Counter, defaultdict
-from typing import Dict
+from typing import Dict, Sequence
 
 import pyarrow.compute as pc
 from mmengine.config import Config, ConfigDict
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
+from .hashing import content_key, file_sha256
 from .identity import result_identity
 from .model_loading import component_config
 
@@ -42,19 +41,24 @@ class StageTimer:
         }
 
 
-def package_versions() -> Dict[str, str]:
-    out = {'python': platform.python_version()}
-    for name in (
-        'conceptminer3d',
-        'torch',
-        'ultralytics',
-        'open_clip_torch',
-        'transformers',
-        'scikit-learn',
-        'numpy',
-        'pyarrow',
-        'mmdet3d',
-    ):
+MINING_PACKAGES = (
+    'conceptminer3d',
+    'torch',
+    'ultralytics',
+    'open_clip_torch',
+    'transformers',
+    'scikit-learn',
+    'numpy',
+    'pyarrow',
+    'mmdet3d',
+)
+
+
+def package_versions(names: Sequence[str] = MINING_PACKAGES, python: bool = True) -> Dict[str, str]:
+    """The installed version of each package in ``names`` ('not installed' if absent), after
+    Python's own with ``python``: what a run's results may depend on."""
+    out = {'python': platform.python_version()} if python else {}
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -64,14 +68,6 @@ def package_versions() -> Dict[str, str]:
 
 def plain_config(cfg) -> dict:
     return cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
-
-
-def file_sha256(path: str, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run_fingerprint(cfg, ann_file_path: str) -> str:
@@ -91,8 +87,7 @@ def run_fingerprint(cfg, ann_file_path: str) -> str:
     for key, registry in _MODEL_REGISTRIES.items():
         if config.get(key) is not None:
             config[key] = result_identity(registry, component_config(cfg, key))
-    blob = json.dumps(dict(config=config, ann_file=file_sha256(ann_file_path)), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_key(dict(config=config, ann_file=file_sha256(ann_file_path)))
 
 
 def table_counts(frames, crops, embeddings, captions, concepts, outlier_methods) -> dict:

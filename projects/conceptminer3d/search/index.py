@@ -22,15 +22,14 @@ several queries into one ranking (their mean, or their max with ``--any``).
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from typing import Optional, Tuple
 
 import numpy as np
 
-from ..mining.cache import content_key
+from ..mining.atomic_files import publishing_directory, write_json_atomic
+from ..mining.hashing import content_key
 
 __all__ = [
     'BLOCK_ROWS',
@@ -218,14 +217,7 @@ def load_or_build_index(
         index.load(os.path.join(folder, _INDEX_FILE), options)
         return index, dict(key=key, path=folder, built=False, seconds=round(time.perf_counter() - start, 3))
     index.fit(embeddings)
-    partial = f'{folder}.tmp-{os.getpid()}'
-    shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
-    index.save(os.path.join(partial, _INDEX_FILE))
-    with open(os.path.join(partial, _KEY_FILE), 'w') as f:
-        json.dump(payload, f, indent=1)
-    try:
-        os.rename(partial, folder)
-    except OSError:  # another process published the same index first: theirs is as good
-        shutil.rmtree(partial, ignore_errors=True)
+    with publishing_directory(folder) as publication:  # another process's index of this key is as good
+        index.save(os.path.join(publication.path, _INDEX_FILE))
+        write_json_atomic(payload, os.path.join(publication.path, _KEY_FILE))
     return index, dict(key=key, path=folder, built=True, seconds=round(time.perf_counter() - start, 3))

@@ -28,6 +28,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from ..mining.atomic_files import publishing_directory, write_text_atomic
 from ..mining.captioning import DEFAULT_QWEN2VL_PROMPT
 
 __all__ = [
@@ -313,11 +314,8 @@ def build_random_qwen2_vl_2b(directory: str, seed: int = 0) -> str:
     output layer still scores all 151,936 tokens, and the prompt splits into somewhat more
     tokens than Qwen's own tokenizer makes of it (a slightly longer prefill)."""
     if not os.path.isfile(os.path.join(directory, 'config.json')):
-        staging = f'{directory}.partial-{os.getpid()}'
-        shutil.rmtree(staging, ignore_errors=True)
-        with torch.random.fork_rng(devices=[]):
-            _build_qwen2_vl(staging, seed, QWEN2_VL_2B_ARCHITECTURE, torch.bfloat16, keep_ids=[])
-        os.rename(staging, directory)
+        with publishing_directory(directory) as publication, torch.random.fork_rng(devices=[]):
+            _build_qwen2_vl(publication.path, seed, QWEN2_VL_2B_ARCHITECTURE, torch.bfloat16, keep_ids=[])
     return os.path.abspath(directory)
 
 
@@ -406,28 +404,16 @@ def build_toy_models(out_dir: str, seed: int = 0) -> Dict[str, str]:
     if os.path.isdir(out_dir) and not set(os.listdir(out_dir)) <= known:
         # Replacing it below would delete files that are not ours.
         raise FileExistsError(f'{out_dir} holds files other than toy models; choose an empty or new directory')
-    # A per-process sibling (not tempfile.mkdtemp, whose 0700 mode the final directory would
-    # keep): the same file system, so the final rename is atomic.
-    staging = f'{out_dir}.partial-{os.getpid()}'
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    try:
+    with publishing_directory(out_dir) as publication:
         # Seeded inside a forked RNG: building models must not reset the caller's RNG stream.
         with torch.random.fork_rng(devices=[]):
             for key, build in _BUILDERS.items():
-                build(os.path.join(staging, TOY_MODEL_FILES[key]), seed)
-        with open(os.path.join(staging, MANIFEST), 'w') as f:
-            json.dump({'version': TOY_MODELS_VERSION, 'seed': seed, 'files': TOY_MODEL_FILES}, f, indent=2)
-        if os.path.exists(out_dir):
+                build(os.path.join(publication.path, TOY_MODEL_FILES[key]), seed)
+        manifest = {'version': TOY_MODELS_VERSION, 'seed': seed, 'files': TOY_MODEL_FILES}
+        write_text_atomic(json.dumps(manifest, indent=2), os.path.join(publication.path, MANIFEST))
+        if os.path.exists(out_dir) and _complete_build(out_dir, seed) is None:
             shutil.rmtree(out_dir)  # an incomplete or outdated toy build (checked above)
-        try:
-            os.rename(staging, out_dir)
-        except OSError:
-            # Another process finished the same build first: use theirs.
-            existing = _complete_build(out_dir, seed)
-            if existing is None:
-                raise
-            return existing
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return _complete_build(out_dir, seed)
+    built = _complete_build(out_dir, seed)  # ours, or the same build another process finished first
+    if built is None:
+        raise RuntimeError(f'{out_dir}: another process left an incomplete toy model build there')
+    return built

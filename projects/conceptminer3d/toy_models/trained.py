@@ -23,8 +23,6 @@ stable path for the mining config.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -33,6 +31,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional
 
+from ..mining.atomic_files import publishing_directory, write_json_atomic
+from ..mining.hashing import content_key, file_sha256
+from ..mining.run_record import package_versions
 from ..toy_world import PRESETS, ToyWorldConfig, build_toy_dataset
 from .trained_clip import ClipTrainSettings, train_clip, zero_shot_accuracy
 from .trained_data import BoxRules, collect_gt_crops, export_yolo_dataset
@@ -102,20 +103,6 @@ def default_cache_root() -> str:
     return os.environ.get('CM3D_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'conceptminer3d')
 
 
-def _package_versions() -> Dict[str, str]:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = 'not installed'
-    return out
-
-
-def _hash(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def cache_payload(spec: TrainedToyModelsSpec) -> dict:
     """What the cache key hashes: the spec (world config with its seed, training settings,
     box rules), the versions of torch, ultralytics and open_clip, and the code version."""
@@ -127,12 +114,12 @@ def cache_payload(spec: TrainedToyModelsSpec) -> dict:
         label_rules=asdict(spec.label_rules),
         crop_rules=asdict(spec.crop_rules),
         min_crop_size=spec.min_crop_size,
-        packages=_package_versions(),
+        packages=package_versions(_PACKAGES, python=False),
     )
 
 
 def cache_key(spec: TrainedToyModelsSpec) -> str:
-    return _hash(cache_payload(spec))
+    return content_key(cache_payload(spec))
 
 
 def _complete(directory: str, key: str) -> Optional[dict]:
@@ -147,65 +134,22 @@ def _complete(directory: str, key: str) -> Optional[dict]:
     return manifest
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _staging(final: str) -> str:
-    # A per-process sibling: the same file system, so the final rename is atomic, and two
-    # processes building the same key do not write into each other's files. Those of killed
-    # processes (a killed build leaves its staging behind) are removed.
-    prefix = f'{os.path.basename(final)}.partial-'
-    for name in os.listdir(os.path.dirname(final)):
-        pid = name[len(prefix) :]
-        if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(os.path.join(os.path.dirname(final), name), ignore_errors=True)
-    staging = f'{final}.partial-{os.getpid()}'
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    return staging
-
-
-def _publish(staging: str, final: str) -> bool:
-    """Rename ``staging`` to ``final``; False (and ``staging`` removed) if another process
-    got there first."""
-    try:
-        os.rename(staging, final)
-        return True
-    except OSError:
-        if not os.path.isdir(final):
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-        return False
-
-
 def ensure_toy_world(config: ToyWorldConfig, cache_root: Optional[str] = None, log: Callable = print) -> str:
     """The root of a converted toy world of ``config``, generated into
     ``<cache_root>/toy_worlds/<key>`` unless it is there already (generation is
     deterministic: the same config gives the same world)."""
     config.validate()
     root = os.path.join(cache_root or default_cache_root(), 'toy_worlds')
-    final = os.path.join(root, f'{config.version}-seed{config.seed}-{_hash(asdict(config))}')
+    final = os.path.join(root, f'{config.version}-seed{config.seed}-{content_key(asdict(config))}')
     if all(os.path.isfile(os.path.join(final, name)) for name in INFO_FILES):
         return final
-    os.makedirs(root, exist_ok=True)
-    staging = _staging(final)
-    try:
+    with publishing_directory(final) as publication:
         start = time.perf_counter()
         log(f'generating toy world (seed {config.seed}, {config.train_scenes}+{config.val_scenes} scenes) into {final}')
-        build_toy_dataset(os.path.join(staging, 'world'), config, progress=False)
-        if os.path.isdir(final):  # an incomplete world (no info pickles) from an older run
-            shutil.rmtree(final)
-        _publish(os.path.join(staging, 'world'), final)
-        log(f'toy world ready in {time.perf_counter() - start:.0f} s')
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        build_toy_dataset(publication.path, config, overwrite=True, progress=False)
+        if os.path.isdir(final) and not all(os.path.isfile(os.path.join(final, n)) for n in INFO_FILES):
+            shutil.rmtree(final)  # an incomplete world (no info pickles) from an older run
+    log(f'toy world ready in {time.perf_counter() - start:.0f} s')
     return final
 
 
@@ -236,7 +180,7 @@ def build_trained_toy_models(
     """
     cache_root = cache_root or default_cache_root()
     payload = cache_payload(spec)
-    key = _hash(payload)
+    key = content_key(payload)
     final = os.path.join(cache_root, 'toy_mining_models', key)
     manifest = _complete(final, key)
     if manifest:
@@ -245,9 +189,8 @@ def build_trained_toy_models(
     start = time.perf_counter()
     world = ensure_toy_world(spec.world, cache_root, log=log)
     world_seconds = time.perf_counter() - start
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    staging = _staging(final)
-    try:
+    with publishing_directory(final) as publication:
+        staging = publication.path
         work = os.path.join(staging, '_work')
         paths = _paths(staging)
         # The detector: YOLO labels from the world's train split, its val split for
@@ -287,15 +230,12 @@ def build_trained_toy_models(
             clip=dict(bytes=_size(paths['clip']), **clip, seconds_with_data=round(clip_seconds, 1)),
             seconds=round(time.perf_counter() - start, 1),
         )
-        with open(os.path.join(staging, MANIFEST), 'w') as f:
-            json.dump(manifest, f, indent=1)
+        write_json_atomic(manifest, os.path.join(staging, MANIFEST))
         if os.path.isdir(final) and not _complete(final, key):
             shutil.rmtree(final)  # a directory of this key without a valid manifest
-        published = _publish(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     # Read back, so that a fresh build and a reused one return the same (JSON) values.
-    return dict(dir=final, key=key, reused=not published, paths=_paths(final), manifest=_complete(final, key))
+    reused = not publication.published
+    return dict(dir=final, key=key, reused=reused, paths=_paths(final), manifest=_complete(final, key))
 
 
 def _yolo_parameters(path: str) -> int:
@@ -304,14 +244,6 @@ def _yolo_parameters(path: str) -> int:
     checkpoint = torch.load(path, map_location='cpu', weights_only=False)
     model = checkpoint.get('ema') or checkpoint['model']
     return int(sum(p.numel() for p in model.parameters()))
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def evaluate_trained_toy_models(
@@ -337,9 +269,9 @@ def evaluate_trained_toy_models(
     identity = dict(
         data_root=os.path.abspath(data_root),
         ann_file=ann_file,
-        ann_sha256=_file_sha256(ann_path),
+        ann_sha256=file_sha256(ann_path),
         models={
-            name: _file_sha256(p) if os.path.isfile(p) else _file_sha256(os.path.join(p, 'open_clip_model.safetensors'))
+            name: file_sha256(p) if os.path.isfile(p) else file_sha256(os.path.join(p, 'open_clip_model.safetensors'))
             for name, p in paths.items()
         },
         label_rules=asdict(spec.label_rules),
@@ -367,10 +299,7 @@ def evaluate_trained_toy_models(
     embedder = OpenClipEmbedder(model_name=paths['clip'], pretrained=None)
     clip = zero_shot_accuracy(embedder, crops)
     metrics = dict(eval=identity, yolo=yolo, clip=clip)
-    tmp_path = f'{metrics_path}.tmp-{os.getpid()}'
-    with open(tmp_path, 'w') as f:
-        json.dump(metrics, f, indent=1)
-    os.replace(tmp_path, metrics_path)
+    write_json_atomic(metrics, metrics_path)
     return metrics
 
 

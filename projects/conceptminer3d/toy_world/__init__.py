@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+from ..mining.atomic_files import publishing_directory
 from .config import PRESETS, ToyWorldConfig
 from .generator import generate_toy_world
 
@@ -23,14 +24,12 @@ def build_toy_dataset(
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise FileExistsError(f'{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it')
-    staging = out_dir.rstrip('/') + '.partial'
-    shutil.rmtree(staging, ignore_errors=True)
-    counts = generate_toy_world(staging, config, progress=progress)
-    if convert:
-        from ..datasets.nuscenes_conversion import convert_nuscenes
+    with publishing_directory(out_dir) as publication:
+        counts = generate_toy_world(publication.path, config, progress=progress)
+        if convert:
+            from ..datasets.nuscenes_conversion import convert_nuscenes
 
-        convert_nuscenes(staging, config.version)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
+            convert_nuscenes(publication.path, config.version)
+        if os.path.exists(out_dir):  # checked above: empty, or to be overwritten
+            shutil.rmtree(out_dir)
     return counts

@@ -20,6 +20,7 @@ from mmengine.config import Config
 import conceptminer3d.mining.pipeline as pipeline_module
 from conceptminer3d.apis import run_mining
 from conceptminer3d.mining.annotations import AnnotationConcepts, lidar_box_corners, project_boxes
+from conceptminer3d.mining.contracts import MANIFEST_KEYS
 from conceptminer3d.registry import CAPTIONERS, CONCEPT_SOURCES, DETECTORS_2D, EMBEDDERS, build_component
 from conceptminer3d.samplers.rare_concept_sampler import DEFAULT_GROUP_WEIGHTS, RareConceptSampler
 from conceptminer3d.subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_paths
@@ -172,6 +173,8 @@ def test_tables_keep_the_contract_without_a_model(annotation_run, toy_world):
     assert np.load(os.path.join(work_dir, 'embeddings.npy')).shape == (len(crops), 0)
     assert manifest['counts']['embedding_dim'] == 0 and len(_read(work_dir, 'captions.parquet')) == 0
     assert manifest['concept_source'] == 'AnnotationConcepts'
+    assert list(manifest)[: len(MANIFEST_KEYS)] == list(MANIFEST_KEYS)  # one schema for both sources
+    assert manifest['torch_threads'] is None and manifest['cache'] == {}
     assert manifest['config']['detector'] is None and 'detect' not in manifest['stages']
     width = frames.width.iloc[0]
     assert (crops.crop_x1 >= 0).all() and (crops.crop_x2 <= width).all() and (crops.crop_x2 > crops.crop_x1).all()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conceptminer3d.cli import is_user_error
-from conceptminer3d.mining.concepts import ConceptVocabulary
-from conceptminer3d.mining.frames import InfoPickleError
-from conceptminer3d.mining.model_loading import ModelUnavailableError
+from conceptminer3d.mining.models.model_loading import ModelUnavailableError
+from conceptminer3d.mining.stages.concepts import ConceptVocabulary
+from conceptminer3d.mining.stages.frames import InfoPickleError
 
 from helpers import REPO
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from conceptminer3d.mining.concepts import (
+from conceptminer3d.mining.stages.concepts import (
     NUSCENES_CLASSES,
     ConceptVocabulary,
     adaptive_text_weight,

@@ -270,7 +270,7 @@ def test_a_run_mined_with_paths_is_reused_by_a_config_naming_the_models_in_a_mod
     import shutil
 
     from conceptminer3d.apis import run_mining
-    from conceptminer3d.mining.model_loading import MODELS_DIR_ENV
+    from conceptminer3d.mining.models.model_loading import MODELS_DIR_ENV
 
     root, _ = toy_world
     models = tmp_path / 'models'

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from conceptminer3d.mining.captioning import BlipCaptioner, Qwen2VLCaptioner
-from conceptminer3d.mining.detection import Detections, YoloDetector
-from conceptminer3d.mining.embedding import OpenClipEmbedder
-from conceptminer3d.mining.model_loading import ModelUnavailableError, check_available
+from conceptminer3d.mining.models.model_loading import ModelUnavailableError, check_available
+from conceptminer3d.mining.stages.captioning import BlipCaptioner, Qwen2VLCaptioner
+from conceptminer3d.mining.stages.detection import Detections, YoloDetector
+from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 from conceptminer3d.registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
 from conceptminer3d.toy_models import build_toy_models, build_toy_qwen2_vl
 
@@ -348,7 +348,7 @@ def test_auto_device_and_per_device_batch_sizes(toy_models):
 def test_result_identity_ignores_how_a_model_runs_and_where_it_lies(toy_models, tmp_path):
     import shutil
 
-    from conceptminer3d.mining.identity import result_identity
+    from conceptminer3d.mining.models.identity import result_identity
 
     moved = shutil.copytree(toy_models['clip'], tmp_path / 'elsewhere' / 'clip')
     base = dict(type='OpenClipEmbedder', model_name=toy_models['clip'], pretrained=None)
@@ -379,7 +379,7 @@ def test_default_names_resolve_in_the_models_dir(toy_models, tmp_path, monkeypat
     that exists still wins."""
     import shutil
 
-    from conceptminer3d.mining.model_loading import MODELS_DIR_ENV, resolve_open_clip_model
+    from conceptminer3d.mining.models.model_loading import MODELS_DIR_ENV, resolve_open_clip_model
 
     models = tmp_path / 'models'
     models.mkdir()
@@ -428,7 +428,7 @@ def test_undecodable_images_are_skips_whatever_patched_pil(tmp_path):
     import ultralytics.utils.checks
     from PIL import Image as PILImage
 
-    from conceptminer3d.mining.images import decode_image
+    from conceptminer3d.mining.runtime.images import decode_image
 
     assert PILImage.open.__module__ == 'ultralytics.utils.patches', 'the patched opener is what is tested'
     assert ultralytics.utils.checks.AUTOINSTALL is False and os.environ['YOLO_AUTOINSTALL'] == 'False'

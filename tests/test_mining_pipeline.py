@@ -15,8 +15,9 @@ from PIL import Image
 
 from conceptminer3d.apis import run_mining
 from conceptminer3d.mining import MiningPipeline
-from conceptminer3d.mining.frames import InfoPickleError
-from conceptminer3d.mining.model_loading import ModelUnavailableError
+from conceptminer3d.mining.contracts import MANIFEST_KEYS
+from conceptminer3d.mining.models.model_loading import ModelUnavailableError
+from conceptminer3d.mining.stages.frames import InfoPickleError
 from conceptminer3d.registry import CAPTIONERS, EMBEDDERS
 from conceptminer3d.subsets import subset_infos
 
@@ -69,6 +70,9 @@ def test_all_cameras_processed_and_tables_agree(first_run, toy_world):
     assert not glob.glob(os.path.join(work_dir, 'caption_embeddings*')), 'the scoring scratch file is removed'
     assert manifest['counts']['crops'] == len(crops) and manifest['counts']['captions'] == len(captions)
     assert manifest['torch_threads'] == os.cpu_count()
+    assert (
+        list(manifest)[: len(MANIFEST_KEYS)] == list(MANIFEST_KEYS) and manifest['concept_source'] == 'MiningPipeline'
+    )
     # Every stage ran on something (the timings themselves belong to tools/benchmark_mining.py).
     assert {stage: manifest['stages'][stage]['items'] for stage in ('detect', 'embed', 'outliers', 'caption')} == dict(
         detect=len(frames), embed=len(crops), outliers=len(crops), caption=len(captions)
@@ -231,17 +235,17 @@ _KILLED_RUN = """
 import os, signal, sys
 from mmengine.config import Config
 from conceptminer3d.apis import run_mining
-from conceptminer3d.mining import cache, contracts
+from conceptminer3d.mining.runtime import assembly, cache
 
 stage, after = sys.argv[4], int(sys.argv[5])
 calls = []
 if stage == 'tables':
-    write = contracts.write_table_atomic
+    write = assembly.write_table_atomic
     def write_then_die(table, path):
         if path.endswith('crops.parquet'):  # frames.parquet is written, the rest is not
             os.kill(os.getpid(), signal.SIGKILL)
         write(table, path)
-    contracts.write_table_atomic = write_then_die
+    assembly.write_table_atomic = write_then_die
 else:
     save = cache.ItemCache.save_items
     def save_then_die(self, *args, **kwargs):
@@ -423,11 +427,14 @@ ABOVE_THE_STAGES = (
 
 
 def _package_imports(package):
-    """(module, imported module, imported at module level?) for every import in ``package``."""
+    """(module, imported module, imported at module level?) for every import in ``package`` and
+    every package below it."""
     directory = os.path.dirname(importlib.import_module(package).__file__)
-    for path in sorted(glob.glob(os.path.join(directory, '*.py'))):
-        name = os.path.splitext(os.path.basename(path))[0]
-        module = package if name == '__init__' else f'{package}.{name}'
+    for path in sorted(glob.glob(os.path.join(directory, '**', '*.py'), recursive=True)):
+        parts = os.path.relpath(path, directory)[:-3].split(os.sep)
+        is_package = parts[-1] == '__init__'
+        module = '.'.join([package, *(parts[:-1] if is_package else parts)])
+        here = module if is_package else module.rsplit('.', 1)[0]  # what a relative import starts from
         with open(path) as f:
             tree = ast.parse(f.read())
         for node in ast.walk(tree):
@@ -435,14 +442,51 @@ def _package_imports(package):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
-                    base = package.rsplit('.', node.level - 1)[0]  # every module is directly in package
-                    targets = [f'{base}.{node.module}' if node.module else base]
+                    base = here.rsplit('.', node.level - 1)[0] if node.level > 1 else here
+                    base = f'{base}.{node.module}' if node.module else base
+                    # `from . import x` names a module x, or a name defined in the package
+                    targets = [base] if node.module else [f'{base}.{alias.name}' for alias in node.names]
                 else:
                     targets = [node.module]
             else:
                 continue
             for target in targets:
                 yield module, target, node in tree.body
+
+
+def test_the_import_walk_reads_subfolders_and_resolves_relative_imports():
+    imports = {(m, t) for m, t, _ in _package_imports('conceptminer3d.mining')}
+    assert ('conceptminer3d.mining.stages.detection', 'conceptminer3d.registry') in imports
+    assert ('conceptminer3d.mining.stages.detection', 'conceptminer3d.mining.models.devices') in imports
+    assert ('conceptminer3d.mining.runtime.cache', 'conceptminer3d.mining.runtime.hashing') in imports
+
+
+# The layers of conceptminer3d.mining, lowest first (its package docstring): a module imports
+# only from its own layer or those below.
+MINING_LAYERS = (
+    ('contracts',),
+    ('runtime',),
+    ('models',),
+    ('stages', 'outliers'),
+    ('pipeline', 'annotations', 'fingerprint', ''),  # '': the package's __init__
+)
+
+
+def _mining_layer(module: str) -> int:
+    rest = module[len('conceptminer3d.mining') :].lstrip('.').split('.')[0]
+    (layer,) = [i for i, names in enumerate(MINING_LAYERS) if rest in names]
+    return layer
+
+
+def test_mining_modules_import_only_from_the_layers_below():
+    checked = 0
+    for module, target, module_level in _package_imports('conceptminer3d.mining'):
+        if not (target == 'conceptminer3d.mining' or target.startswith('conceptminer3d.mining.')):
+            continue
+        checked += 1
+        assert _mining_layer(target) <= _mining_layer(module), f'{module} imports {target}, a layer above it'
+        assert module_level, f'{module} imports {target} inside a function'
+    assert checked > 40
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Outlier detectors of the mining stage (conceptminer3d/mining/outliers.py), checked
+"""Outlier detectors of the mining stage (conceptminer3d/mining/outliers/detectors.py), checked
 against scikit-learn: its estimator checks for the API, its exact LOF and nearest
 neighbours for the scores."""
 
@@ -8,8 +8,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conceptminer3d.mining.outlier_scoring import combine_outlier_flags, score_outliers
-from conceptminer3d.mining.outliers import IsolationForestOutliers, KnnDistanceOutliers, LocalOutlierFactorOutliers
+from conceptminer3d.mining.outliers.detectors import (
+    IsolationForestOutliers,
+    KnnDistanceOutliers,
+    LocalOutlierFactorOutliers,
+)
+from conceptminer3d.mining.outliers.scoring import combine_outlier_flags, score_outliers
 from conceptminer3d.registry import OUTLIER_DETECTORS
 from conceptminer3d.speed_benchmarks import make_synthetic_embeddings, run_outlier_benchmark
 
@@ -103,7 +107,7 @@ def test_score_outliers_is_one_pass_of_fit_score_predict(detector_cls, planted, 
 
 @pytest.mark.parametrize('n_reference, n_components', [(400, 32), (5000, None)])
 def test_lof_and_knn_share_one_neighbour_search_and_flag_as_apart(planted, n_reference, n_components, monkeypatch):
-    from conceptminer3d.mining.neighbours import ReferenceNeighbours
+    from conceptminer3d.mining.outliers.neighbours import ReferenceNeighbours
 
     X = planted[0][:1500]
     options = dict(n_reference=n_reference, n_components=n_components)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conceptminer3d.mining.embedding import OpenClipEmbedder
+from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 from conceptminer3d.search import (
     IvfCropIndex,
     MiningRunEmbeddings,

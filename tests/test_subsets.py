@@ -18,7 +18,7 @@ import pytest
 from mmengine.config import Config
 from scipy.spatial.distance import cdist
 
-from conceptminer3d.mining.concepts import ConceptVocabulary, assign_groups
+from conceptminer3d.mining.stages.concepts import ConceptVocabulary, assign_groups
 from conceptminer3d.subsets import (
     SUBSET_DIR,
     SUBSET_MANIFEST,

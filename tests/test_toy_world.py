@@ -9,7 +9,7 @@ from nuscenes.utils import splits
 from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import BoxVisibility, points_in_box
 
-from conceptminer3d.mining.concepts import NUSCENES_CLASSES
+from conceptminer3d.mining.stages.concepts import NUSCENES_CLASSES
 from conceptminer3d.toy_world import ToyWorldConfig, generate_toy_world
 from conceptminer3d.toy_world.catalog import CAMERA_CHANNELS, CLASS_BY_NAME
 

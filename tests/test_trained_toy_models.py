@@ -14,9 +14,9 @@ import pytest
 from mmengine.config import Config
 
 from conceptminer3d.apis import run_mining
-from conceptminer3d.mining.concepts import ConceptVocabulary
-from conceptminer3d.mining.detection import YoloDetector
-from conceptminer3d.mining.embedding import OpenClipEmbedder
+from conceptminer3d.mining.stages.concepts import ConceptVocabulary
+from conceptminer3d.mining.stages.detection import YoloDetector
+from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 from conceptminer3d.registry import CAPTIONERS
 from conceptminer3d.toy_models import trained
 from conceptminer3d.toy_models.trained import (

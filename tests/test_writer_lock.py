@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from conceptminer3d.apis import run_mining
-from conceptminer3d.mining.atomic_files import publishing_directory
-from conceptminer3d.mining.writer_lock import MiningDirBusyError, current_writer, writer_lock
+from conceptminer3d.mining.runtime.atomic_files import publishing_directory
+from conceptminer3d.mining.runtime.writer_lock import MiningDirBusyError, current_writer, writer_lock
 
 from helpers import REPO
 
@@ -28,7 +28,7 @@ MINE = os.path.join(REPO, 'tools', 'mine.py')
 # Holds the lock of argv[1] until told to go (a line on stdin) or killed.
 _HOLDER = """
 import sys
-from conceptminer3d.mining.writer_lock import writer_lock
+from conceptminer3d.mining.runtime.writer_lock import writer_lock
 with writer_lock(sys.argv[1]):
     print('held', flush=True)
     sys.stdin.readline()
@@ -143,8 +143,8 @@ def _mine_args(config, root, work_dir, *extra):
 _FIRST_WRITER = """
 import sys
 from conceptminer3d.apis import run_mining
-from conceptminer3d.mining.atomic_files import publishing_directory
-from conceptminer3d.mining.writer_lock import writer_lock
+from conceptminer3d.mining.runtime.atomic_files import publishing_directory
+from conceptminer3d.mining.runtime.writer_lock import writer_lock
 config, root, ann_file, work_dir = sys.argv[1:5]
 with writer_lock(work_dir):
     print('held', flush=True)

@@ -14,7 +14,7 @@ import dataclasses
 import json
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.subsets import SubsetSpec, build_subsets
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
 

@@ -15,8 +15,8 @@ import inspect
 import os
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.mining.frames import load_info_pickle, resolve_ann_file
-from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.stages.frames import load_info_pickle, resolve_ann_file
 from conceptminer3d.report import REPORT_DIR, build_report
 from conceptminer3d.subsets.evaluation import (
     evaluate_selection,

@@ -22,7 +22,7 @@ import time
 
 from conceptminer3d.cli import run_tool
 from conceptminer3d.curation import export_mining_run, import_tagged_subset
-from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
 
 
 def main():

@@ -21,8 +21,8 @@ import logging
 from conceptminer3d.apis import run_mining
 from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction, init_distributed
-from conceptminer3d.mining.model_loading import MODELS_DIR_ENV
-from conceptminer3d.mining.writer_lock import add_writer_arguments, if_busy_of, tool_writer_lock
+from conceptminer3d.mining.models.model_loading import MODELS_DIR_ENV
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, if_busy_of, tool_writer_lock
 from conceptminer3d.report import build_report
 
 

@@ -9,7 +9,7 @@ import argparse
 import json
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.report import MAX_MAP_POINTS, build_report
 
 

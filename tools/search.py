@@ -25,7 +25,7 @@ import os
 import time
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.mining.writer_lock import add_writer_arguments, tool_writer_lock
+from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.search import (
     INDEX_KINDS,
     MiningRunEmbeddings,

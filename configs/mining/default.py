@@ -10,7 +10,7 @@ num_threads = None  # torch intra-op threads; None = all cores (restored after Y
 
 # Every model runs on device='auto' (the GPU when there is one, else the CPU) with dtype='auto'
 # (half precision on a GPU) and a batch size chosen for that device: set device, dtype or
-# batch_size in a component to override (projects/conceptminer3d/mining/devices.py).
+# batch_size in a component to override (projects/conceptminer3d/mining/models/devices.py).
 detector = dict(type='YoloDetector', model='yolov8l.pt', conf=0.3, iou=0.45, max_det=100, imgsz=640)
 crops = dict(
     padding=0.05,  # of the box size, per side
@@ -34,7 +34,7 @@ captioner = dict(type='Qwen2VLCaptioner', model='Qwen/Qwen2-VL-2B-Instruct', max
 # captioner = None  # captions off: no captioner model needed; crops are scored on their image alone
 # The vocabulary is yours to change (see rich_vocabulary.py): these lists are written here
 # and nowhere else. `concepts` starts with the ten nuScenes detection classes. Each concept
-# is encoded with ConceptVocabulary's prompt_template (mining/concepts.py); add
+# is encoded with ConceptVocabulary's prompt_template (mining/stages/concepts.py); add
 # prompt_template=... here to change it.
 concepts = dict(
     vocabulary=dict(

@@ -16,12 +16,12 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from .mining.atomic_files import write_json_atomic
 from .mining.contracts import MANIFEST_FILE, MINING_TABLE_FILES
-from .mining.executors import LocalExecutor, build_executor
-from .mining.frames import resolve_ann_file
-from .mining.run_record import run_fingerprint
-from .mining.writer_lock import writer_lock
+from .mining.fingerprint import run_fingerprint
+from .mining.runtime.atomic_files import write_json_atomic
+from .mining.runtime.executors import LocalExecutor, build_executor
+from .mining.runtime.writer_lock import writer_lock
+from .mining.stages.frames import resolve_ann_file
 from .registry import CONCEPT_SOURCES, build_component
 from .subsets import SUBSET_DIR, SubsetSpec, build_subsets
 
@@ -80,7 +80,7 @@ def run_mining(
     models). ``AnnotationConcepts`` names the 3D ground-truth boxes instead
     (``configs/mining/annotations.py``). Both write the tables of ``mining/contracts.py``.
 
-    One writer at a time (``mining/writer_lock.py``): the job holds ``work_dir``'s lock while it
+    One writer at a time (``mining/runtime/writer_lock.py``): the job holds ``work_dir``'s lock while it
     writes (rank 0 for the ranks of a torchrun job). A run that waited for another writer and
     finds its finished outputs for this config reuses them, building only missing subsets.
 
@@ -176,7 +176,7 @@ def _read_manifest(work_dir: str) -> Optional[dict]:
 
 def completed_mining(config, data_root: str, ann_file: str, work_dir: str) -> Optional[dict]:
     """The manifest of a finished run in ``work_dir`` that the config would reproduce (same
-    fingerprint, ``run_record.run_fingerprint``, and every table on disk), else None. Loads
+    fingerprint, ``mining.fingerprint.run_fingerprint``, and every table on disk), else None. Loads
     no model and reads no table."""
     cfg = load_mining_config(config)
     manifest = _read_manifest(work_dir)

@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 
 from .mining import MiningPipeline
 from .mining.contracts import CAPTIONS_FILE, CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, MANIFEST_FILE
-from .mining.frames import load_info_pickle, resolve_ann_file
-from .mining.images import cut_crops, decode_batch
-from .mining.outlier_scoring import combine_outlier_flags, score_outliers
+from .mining.outliers.scoring import combine_outlier_flags, score_outliers
+from .mining.runtime.images import decode_batch
+from .mining.stages.crops import cut_crops
+from .mining.stages.frames import load_info_pickle, resolve_ann_file
 from .registry import OUTLIER_DETECTORS
 from .subsets import SUBSET_DIR, SUBSET_MANIFEST, subset_infos
 
@@ -120,7 +121,7 @@ def run_outlier_benchmark(
     """Time the outlier detectors on synthetic embeddings and measure their recall.
 
     For every size, one data set is generated (not timed) and each detector is timed
-    through :func:`~conceptminer3d.mining.outlier_scoring.score_outliers`, the call the mining
+    through :func:`~conceptminer3d.mining.outliers.scoring.score_outliers`, the call the mining
     pipeline makes: fitting plus scoring and flagging every crop.
 
     Args:

@@ -38,8 +38,8 @@ from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 
 from ..apis import completed_mining, current_subsets, load_mining_config, rebuild_subsets, run_mining, subset_spec
-from ..mining.executors import wait_for
-from ..mining.writer_lock import current_writer, describe_writer, writer_lock
+from ..mining.runtime.executors import wait_for
+from ..mining.runtime.writer_lock import current_writer, describe_writer, writer_lock
 from ..subsets import SUBSET_DIR
 
 
@@ -85,7 +85,7 @@ class DataMiningHook(Hook):
             ``work_dir``: ``'wait'`` for it, then reuse what it wrote; ``'refuse'`` to stop at
             once, naming it. Defaults to ``'wait'``.
         wait_timeout_s (float, optional): the longest wait; default
-            ``mining.writer_lock.WAIT_TIMEOUT_S``.
+            ``mining.runtime.writer_lock.WAIT_TIMEOUT_S``.
     """
 
     priority = 'VERY_HIGH'

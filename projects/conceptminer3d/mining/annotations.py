@@ -30,8 +30,6 @@ from shapely.geometry import box as rectangle
 from tqdm import tqdm
 
 from ..registry import CONCEPT_SOURCES, FRAME_SOURCES, build_component
-from .atomic_files import write_json_atomic
-from .concepts import ConceptVocabulary, assign_groups
 from .contracts import (
     CAPTION_SCHEMA,
     CONCEPT_SCHEMA,
@@ -41,15 +39,19 @@ from .contracts import (
     FRAME_STATUS_MISSING,
     FRAME_STATUS_OK,
     MANIFEST_FILE,
+    Frame,
     concept_record,
     crop_record,
     frame_record,
     rows_to_table,
-    write_mining_tables,
+    run_manifest,
 )
-from .executors import LocalExecutor
-from .frames import Frame, load_info_pickle, resolve_ann_file
-from .run_record import StageTimer, package_versions, plain_config
+from .runtime.assembly import write_mining_tables
+from .runtime.atomic_files import write_json_atomic
+from .runtime.executors import LocalExecutor
+from .runtime.run_record import StageTimer, package_versions, plain_config
+from .stages.concepts import ConceptVocabulary, assign_groups
+from .stages.frames import load_info_pickle, resolve_ann_file
 
 logger = logging.getLogger('conceptminer3d.mining')
 
@@ -322,8 +324,9 @@ class AnnotationConcepts:
         self.skips['crops_too_small'] = sum(r['num_too_small'] for r in frame_rows)
         self.skips['crops_class_not_in_vocabulary'] = sum(r['num_filtered'] for r in frame_rows)
         per_class = Counter(r['top_concept'] for r in concept_rows)
-        return dict(
-            inputs=dict(data_root=os.path.abspath(self.data_root), ann_file=self.ann_file),
+        return run_manifest(
+            data_root=self.data_root,
+            ann_file=self.ann_file,
             concept_source=type(self).__name__,
             config=plain_config(self.cfg),
             versions=package_versions(),
@@ -344,7 +347,6 @@ class AnnotationConcepts:
                 instances_per_class=dict(sorted(instances_total.items())),
                 instances_outside_cameras_per_class=dict(sorted(outside_total.items())),
             ),
-            skips=dict(sorted(self.skips.items())),
-            cache={},
+            skips=self.skips,
             stages=self.timer.report(),
         )

@@ -29,12 +29,11 @@ cameras, no model). What the second fills differently:
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 import pyarrow as pa
-
-from .atomic_files import write_npy_atomic, write_table_atomic
 
 FRAMES_FILE = 'frames.parquet'
 CROPS_FILE = 'crops.parquet'
@@ -42,7 +41,7 @@ CAPTIONS_FILE = 'captions.parquet'
 CONCEPTS_FILE = 'concepts.parquet'
 EMBEDDINGS_FILE = 'embeddings.npy'
 MANIFEST_FILE = 'manifest.json'
-# What ``write_mining_tables`` writes; the manifest, written last, says they are complete.
+# What ``runtime.assembly.write_mining_tables`` writes; the manifest, written last, says they are complete.
 MINING_TABLE_FILES = (FRAMES_FILE, CROPS_FILE, EMBEDDINGS_FILE, CAPTIONS_FILE, CONCEPTS_FILE)
 
 FRAME_STATUS_OK, FRAME_STATUS_MISSING, FRAME_STATUS_CORRUPT = 'ok', 'missing', 'corrupt'
@@ -119,6 +118,23 @@ def frame_id(sample_token: str, camera: str) -> str:
     return f'{sample_token}/{camera}'
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One camera image of one sample: the frame record every stage passes on."""
+
+    sample_token: str
+    scene_token: str
+    sample_idx: int
+    camera: str
+    img_path: str
+    timestamp: int
+    status: str  # ok | missing (checked up front; corrupt images are found when decoded)
+
+    @property
+    def frame_id(self) -> str:
+        return frame_id(self.sample_token, self.camera)
+
+
 def crop_id(sample_token: str, camera: str, crop_index: int) -> str:
     return f'{sample_token}/{camera}/{crop_index}'
 
@@ -141,31 +157,6 @@ def concept_table(keys: pa.Table, top_names, top_scores, text_weight, image_capt
         group=pa.array(list(groups), pa.string()),
     )
     return pa.table(columns).cast(CONCEPT_SCHEMA)
-
-
-def write_mining_tables(
-    work_dir: str, frames: pa.Table, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, concepts: pa.Table
-) -> None:
-    """Every table a concept source hands on (the manifest comes last, written by the source).
-
-    ``embeddings`` may be a ``np.memmap`` of a whole ``.npy`` file already written in
-    ``work_dir``: that file is moved into place, not copied."""
-    out = lambda name: os.path.join(work_dir, name)  # noqa: E731
-    # A previous run's manifest would vouch for a mix of its tables and these if a write
-    # failed midway (a full disk): without one the dir reads as unfinished until the source
-    # writes its new manifest last.
-    if os.path.exists(out(MANIFEST_FILE)):
-        os.remove(out(MANIFEST_FILE))
-    write_table_atomic(frames, out(FRAMES_FILE))
-    write_table_atomic(crops, out(CROPS_FILE))
-    filename = getattr(embeddings, 'filename', None)
-    if isinstance(embeddings, np.memmap) and filename and os.path.dirname(filename) == os.path.abspath(work_dir):
-        embeddings.flush()
-        os.replace(filename, out(EMBEDDINGS_FILE))
-    else:
-        write_npy_atomic(np.asarray(embeddings), out(EMBEDDINGS_FILE))
-    write_table_atomic(captions, out(CAPTIONS_FILE))
-    write_table_atomic(concepts, out(CONCEPTS_FILE))
 
 
 # The frame columns that say which image a row is (the rest are results of processing it).
@@ -223,3 +214,55 @@ def require_mining_outputs(work_dir: str, files) -> None:
 def concat_tables(tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
     tables = [t for t in tables if t.num_rows]
     return pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
+
+
+# manifest.json, the same for both concept sources; ``apis.run_mining`` adds ``fingerprint``
+# (mining/fingerprint.py) and, with subset settings, ``subsets`` (subsets/builder.py).
+MANIFEST_KEYS = (
+    'inputs',
+    'concept_source',
+    'config',
+    'versions',
+    'torch_threads',
+    'counts',
+    'skips',
+    'cache',
+    'stages',
+)
+
+
+def run_manifest(
+    *,
+    data_root: str,
+    ann_file: str,
+    concept_source: str,
+    config: dict,
+    versions: Dict[str, str],
+    counts: dict,
+    skips: Dict[str, int],
+    stages: dict,
+    cache: Optional[dict] = None,
+    torch_threads: Optional[int] = None,
+) -> dict:
+    """A run's ``manifest.json``, keys in ``MANIFEST_KEYS`` order.
+
+    Args:
+        data_root, ann_file: what was mined (the data root made absolute).
+        concept_source (str): the class that named the crops (``MiningPipeline``, ...).
+        config (dict): the mining config as run; versions: ``run_record.package_versions()``.
+        counts (dict): rows of each table (``run_record.table_counts``) and source-specific counts.
+        skips (dict): what was skipped and why, counted; stages: ``StageTimer.report()``.
+        cache (dict, optional): per stage cache key and reused / computed items; None: no cache.
+        torch_threads (int, optional): the intra-op threads the models ran with; None: no model.
+    """
+    return dict(
+        inputs=dict(data_root=os.path.abspath(data_root), ann_file=ann_file),
+        concept_source=concept_source,
+        config=config,
+        versions=versions,
+        torch_threads=torch_threads,
+        counts=counts,
+        skips=dict(sorted(skips.items())),
+        cache=cache or {},
+        stages=stages,
+    )

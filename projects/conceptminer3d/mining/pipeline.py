@@ -28,29 +28,30 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
-from .assembly import crops_from_cache, frame_skips, frames_table_from_cache
-from .atomic_files import remove_partial_outputs, write_json_atomic
-from .cache import CACHE_DIR, ITEM_POSITION, ItemCache
-from .concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
 from .contracts import (
     CAPTION_SCHEMA,
     CROP_SCHEMA,
     EMBEDDINGS_FILE,
     FRAME_SCHEMA,
     MANIFEST_FILE,
+    Frame,
     concept_table,
     crop_record,
     frame_record,
     rows_to_table,
-    write_mining_tables,
+    run_manifest,
 )
-from .executors import LocalExecutor
-from .frames import Frame
-from .identity import result_identity
-from .images import cut_crops, decode_image, image_digest, prefetched
-from .model_loading import check_available, component_config
-from .outlier_scoring import combine_outlier_flags, row_groups, score_outlier_groups
-from .run_record import StageTimer, package_versions, plain_config, table_counts
+from .models.identity import result_identity
+from .models.model_loading import check_available, component_config
+from .outliers.scoring import combine_outlier_flags, row_groups, score_outlier_groups
+from .runtime.assembly import crops_from_cache, frame_skips, frames_table_from_cache, write_mining_tables
+from .runtime.atomic_files import remove_partial_outputs, write_json_atomic
+from .runtime.cache import CACHE_DIR, ITEM_POSITION, ItemCache
+from .runtime.executors import LocalExecutor
+from .runtime.images import decode_image, image_digest, prefetched
+from .runtime.run_record import StageTimer, package_versions, plain_config, table_counts
+from .stages.concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
+from .stages.crops import cut_crops
 
 logger = logging.getLogger('conceptminer3d.mining')
 
@@ -440,13 +441,15 @@ class MiningPipeline:
         counts = table_counts(frames_table, crops, embeddings, captions, concepts, list(self.outlier_detectors))
         if not self.captions_on:  # the caption-selected crops are scored without a caption
             counts['caption_selected'] = concepts.num_rows
-        return dict(
-            inputs=dict(data_root=os.path.abspath(self.data_root), ann_file=self.ann_file),
+        return run_manifest(
+            data_root=self.data_root,
+            ann_file=self.ann_file,
+            concept_source=type(self).__name__,
             config=plain_config(self.cfg),
             versions=package_versions(),
-            torch_threads=self.threads,
             counts=counts,
-            skips=dict(sorted(self.skips.items())),
-            cache=self.cache_stats,
+            skips=self.skips,
             stages=self.timer.report(),
+            cache=self.cache_stats,
+            torch_threads=self.threads,
         )

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..mining.atomic_files import write_text_atomic
 from ..mining.contracts import (
     CAPTIONS_FILE,
     CONCEPTS_FILE,
@@ -33,6 +32,7 @@ from ..mining.contracts import (
     MANIFEST_FILE,
     MINING_TABLE_FILES,
 )
+from ..mining.runtime.atomic_files import write_text_atomic
 from ..subsets import SUBSET_DIR, SUBSET_MANIFEST
 from ..subsets.evaluation import SELECTION_EVAL_FILE, is_current
 from .embedding_map import embedding_map, map_sample

@@ -8,7 +8,7 @@ from typing import Dict, Sequence, Tuple
 
 from tqdm import tqdm
 
-from ..mining.images import decode_image
+from ..mining.runtime.images import decode_image
 
 THUMB_DIR = 'thumbs'
 THUMB_SIZE = 128  # pixels on the long side

@@ -20,8 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..mining.atomic_files import write_table_atomic
-from ..mining.cache import CACHE_DIR
 from ..mining.contracts import (
     CONCEPTS_FILE,
     CROPS_FILE,
@@ -29,7 +27,9 @@ from ..mining.contracts import (
     MANIFEST_FILE,
     require_mining_outputs,
 )
-from ..mining.model_loading import component_config
+from ..mining.models.model_loading import component_config
+from ..mining.runtime.atomic_files import write_table_atomic
+from ..mining.runtime.cache import CACHE_DIR
 from .index import ExactCropIndex, IvfCropIndex, combine_scores, load_or_build_index, top_k_rows
 from .page import write_search_page
 from .queries import Query, build_run_embedder, embed_queries, parse_queries, vocabulary_template

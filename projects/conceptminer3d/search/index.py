@@ -28,8 +28,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..mining.atomic_files import publishing_directory, write_json_atomic
-from ..mining.hashing import content_key
+from ..mining.runtime.atomic_files import publishing_directory, write_json_atomic
+from ..mining.runtime.hashing import content_key
 
 __all__ = [
     'BLOCK_ROWS',

@@ -13,8 +13,8 @@ from typing import List
 import pandas as pd
 import pyarrow.parquet as pq
 
-from ..mining.atomic_files import write_text_atomic
 from ..mining.contracts import FRAMES_FILE
+from ..mining.runtime.atomic_files import write_text_atomic
 from ..report.builder import STATIC
 from ..report.thumbnails import thumbnail_name, write_thumbnails
 from .queries import Query

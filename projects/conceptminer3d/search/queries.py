@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..mining.concepts import ConceptVocabulary
-from ..mining.images import decode_image
+from ..mining.runtime.images import decode_image
+from ..mining.stages.concepts import ConceptVocabulary
 from ..registry import EMBEDDERS
 
 __all__ = ['Query', 'build_run_embedder', 'embed_queries', 'parse_queries', 'prompt_text']

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from scipy import sparse
 
 from ..mining.contracts import CROPS_FILE
-from ..mining.frames import load_info_pickle
+from ..mining.stages.frames import load_info_pickle
 from ..subsets.coverage import SqrtCoverage
 from ..subsets.evaluation import mined_train_pickle
 from ..subsets.listed import check_subset_name, write_listed_subset

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from ..mining.atomic_files import write_json_atomic
+from ..mining.runtime.atomic_files import write_json_atomic
 from .arms import ARMS, BASELINE_ARM, WORLDS, arm_config, world_of_config
 from .metric_log import MetricsNotFoundError
 from .plot import plot_summary

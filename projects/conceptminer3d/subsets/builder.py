@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..mining.atomic_files import write_json_atomic, write_pickle_atomic
 from ..mining.contracts import (
     CONCEPTS_FILE,
     CROPS_FILE,
@@ -38,7 +37,8 @@ from ..mining.contracts import (
     FRAMES_FILE,
     GROUP_TARGET,
 )
-from ..mining.frames import load_info_pickle
+from ..mining.runtime.atomic_files import write_json_atomic, write_pickle_atomic
+from ..mining.stages.frames import load_info_pickle
 from .selection import (
     REASON_CORESET,
     REASON_RANDOM,

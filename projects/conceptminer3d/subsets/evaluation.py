@@ -31,9 +31,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..mining.atomic_files import write_json_atomic
 from ..mining.contracts import FRAMES_FILE, GROUP_TARGET, MANIFEST_FILE
-from ..mining.frames import load_info_pickle
+from ..mining.runtime.atomic_files import write_json_atomic
+from ..mining.stages.frames import load_info_pickle
 from .builder import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_names, subset_paths
 from .coverage import SqrtCoverage, sqrt_coverage_value
 from .selection import REASON_RANDOM, REASON_TARGET, rarity_weights

@@ -13,8 +13,8 @@ import re
 from collections import Counter
 from typing import Mapping, Optional, Sequence
 
-from ..mining.atomic_files import write_json_atomic
-from ..mining.frames import load_info_pickle
+from ..mining.runtime.atomic_files import write_json_atomic
+from ..mining.stages.frames import load_info_pickle
 from .builder import SUBSET_DIR, subset_manifest_path, subset_names, write_subset
 from .evaluation import mined_dbinfos_pickle, mined_train_pickle
 

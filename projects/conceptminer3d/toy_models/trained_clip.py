@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..mining.concepts import ConceptVocabulary
+from ..mining.stages.concepts import ConceptVocabulary
 from .trained_data import CLASSES, GtCrops
 
 __all__ = ['ClipTrainSettings', 'TRAINED_CLIP_CONFIG', 'train_clip', 'zero_shot_accuracy']

@@ -31,8 +31,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ..mining.concepts import NUSCENES_CLASSES
-from ..mining.images import padded_crop_box
+from ..mining.stages.concepts import NUSCENES_CLASSES
+from ..mining.stages.crops import padded_crop_box
 
 __all__ = [
     'BoxRules',

@@ -20,7 +20,7 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-from ..mining.detection import keep_torch_threads
+from ..mining.stages.detection import keep_torch_threads
 from .trained_data import CLASSES
 
 __all__ = ['YoloTrainSettings', 'evaluate_yolo', 'offline_ultralytics', 'train_yolo']

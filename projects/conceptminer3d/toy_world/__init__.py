@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from ..mining.atomic_files import publishing_directory
+from ..mining.runtime.atomic_files import publishing_directory
 from .config import PRESETS, ToyWorldConfig
 from .generator import generate_toy_world
 

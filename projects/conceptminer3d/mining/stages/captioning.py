@@ -16,10 +16,10 @@ from typing import List, Optional, Sequence, Union
 import torch
 from PIL import Image
 
-from ..registry import CAPTIONERS
+from ...registry import CAPTIONERS
+from ..models.devices import batch_size_for, resolve_device, resolve_dtype
+from ..models.model_loading import resolve_hf_model
 from .concepts import NUSCENES_CLASSES
-from .devices import batch_size_for, resolve_device, resolve_dtype
-from .model_loading import resolve_hf_model
 
 __all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner', 'DEFAULT_QWEN2VL_PROMPT']
 

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import CenterCrop, Normalize, Resize, ToTensor
 
-from ..registry import EMBEDDERS
-from .devices import batch_size_for, resolve_device, resolve_dtype
-from .model_loading import resolve_open_clip_model
+from ...registry import EMBEDDERS
+from ..models.devices import batch_size_for, resolve_device, resolve_dtype
+from ..models.model_loading import resolve_open_clip_model
 
 __all__ = ['OpenClipEmbedder']
 

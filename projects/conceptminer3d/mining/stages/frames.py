@@ -6,11 +6,10 @@ import glob
 import json
 import os
 import pickle
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from ..registry import FRAME_SOURCES
-from .contracts import FRAME_STATUS_MISSING, FRAME_STATUS_OK, frame_id
+from ...registry import FRAME_SOURCES
+from ..contracts import FRAME_STATUS_MISSING, FRAME_STATUS_OK, Frame
 
 NUSCENES_CAMERAS = ('CAM_FRONT', 'CAM_FRONT_RIGHT', 'CAM_FRONT_LEFT', 'CAM_BACK', 'CAM_BACK_LEFT', 'CAM_BACK_RIGHT')
 
@@ -19,21 +18,6 @@ class InfoPickleError(ValueError):
     """The info pickle is missing, unreadable, or not in mmdet3d's v2 format."""
 
     user_error = True  # the tools print its message as one line (conceptminer3d.cli)
-
-
-@dataclass(frozen=True)
-class Frame:
-    sample_token: str
-    scene_token: str
-    sample_idx: int
-    camera: str
-    img_path: str
-    timestamp: int
-    status: str  # ok | missing (checked up front; corrupt images are found when decoded)
-
-    @property
-    def frame_id(self) -> str:
-        return frame_id(self.sample_token, self.camera)
 
 
 def resolve_ann_file(data_root: str, ann_file: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 from sklearn.base import OutlierMixin
 
-from .outliers import fit_sharing_neighbours
+from .detectors import fit_sharing_neighbours
 
 __all__ = ['combine_outlier_flags', 'row_groups', 'score_outlier_groups', 'score_outliers']
 

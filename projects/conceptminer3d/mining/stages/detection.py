@@ -14,9 +14,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..registry import DETECTORS_2D
-from .devices import batch_size_for, resolve_device, resolve_dtype
-from .model_loading import resolve_yolo_model
+from ...registry import DETECTORS_2D
+from ..models.devices import batch_size_for, resolve_device, resolve_dtype
+from ..models.model_loading import resolve_yolo_model
 
 __all__ = ['Detections', 'YoloDetector', 'keep_torch_threads']
 

@@ -1,5 +1,6 @@
-"""What every concept source records about a run: stage timings, package versions, its config,
-and the fingerprint that says whether a finished run can be reused."""
+"""What every concept source records about a run: stage timings, package versions, its config
+and its counts (the fingerprint that says whether a finished run can be reused is
+``mining/fingerprint.py``: it needs the models' identities, a layer above)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,6 @@ from typing import Dict, Sequence
 
 import pyarrow.compute as pc
 from mmengine.config import Config, ConfigDict
-
-from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
-from .hashing import content_key, file_sha256
-from .identity import result_identity
-from .model_loading import component_config
-
-_MODEL_REGISTRIES = dict(detector=DETECTORS_2D, embedder=EMBEDDERS, captioner=CAPTIONERS)
 
 
 class StageTimer:
@@ -68,26 +62,6 @@ def package_versions(names: Sequence[str] = MINING_PACKAGES, python: bool = True
 
 def plain_config(cfg) -> dict:
     return cfg.to_dict() if isinstance(cfg, (Config, ConfigDict)) else dict(cfg)
-
-
-def run_fingerprint(cfg, ann_file_path: str) -> str:
-    """What a run's tables depend on, without loading a model: the mining config without its
-    runtime settings (devices, batch sizes, threads, the models dir) and subset settings, each
-    model by its identity (``identity.result_identity``: the weights' content and the options,
-    as the caches key it, however its path is spelled), and the info pickle's content. Equal
-    fingerprints let a caller reuse a finished run; the images are taken as unchanged
-    (``tools/mine.py`` re-checks them).
-
-    Raises:
-        ModelUnavailableError: a model of the config is not on this machine.
-    """
-    config = plain_config(cfg)
-    for key in ('subsets', 'num_threads', 'frame_batch_size', 'decode_workers', 'models_dir'):
-        config.pop(key, None)
-    for key, registry in _MODEL_REGISTRIES.items():
-        if config.get(key) is not None:
-            config[key] = result_identity(registry, component_config(cfg, key))
-    return content_key(dict(config=config, ann_file=file_sha256(ann_file_path)))
 
 
 def table_counts(frames, crops, embeddings, captions, concepts, outlier_methods) -> dict:

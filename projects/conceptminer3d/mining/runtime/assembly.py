@@ -7,16 +7,28 @@ frames, in the asked order, without concatenating the embeddings in memory.
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .atomic_files import create_npy_memmap
+from ..contracts import (
+    CAPTIONS_FILE,
+    CONCEPTS_FILE,
+    CROP_SCHEMA,
+    CROPS_FILE,
+    EMBEDDINGS_FILE,
+    FRAME_IDENTITY_COLUMNS,
+    FRAME_SCHEMA,
+    FRAME_STATUS_OK,
+    FRAMES_FILE,
+    MANIFEST_FILE,
+    Frame,
+)
+from .atomic_files import create_npy_memmap, write_npy_atomic, write_table_atomic
 from .cache import ITEM_KEYS, ITEM_POSITION, ItemCache, locate
-from .contracts import CROP_SCHEMA, FRAME_IDENTITY_COLUMNS, FRAME_SCHEMA, FRAME_STATUS_OK
-from .frames import Frame
 
 __all__ = ['crops_from_cache', 'frames_table_from_cache']
 
@@ -90,3 +102,28 @@ def frame_skips(frames: pa.Table) -> Dict[str, int]:
     skips['crops_too_small'] = int(pc.sum(frames.column('num_too_small')).as_py() or 0)
     skips['crops_filtered_by_class'] = int(pc.sum(frames.column('num_filtered')).as_py() or 0)
     return skips
+
+
+def write_mining_tables(
+    work_dir: str, frames: pa.Table, crops: pa.Table, embeddings: np.ndarray, captions: pa.Table, concepts: pa.Table
+) -> None:
+    """Every table a concept source hands on (the manifest comes last, written by the source).
+
+    ``embeddings`` may be a ``np.memmap`` of a whole ``.npy`` file already written in
+    ``work_dir``: that file is moved into place, not copied."""
+    out = lambda name: os.path.join(work_dir, name)  # noqa: E731
+    # A previous run's manifest would vouch for a mix of its tables and these if a write
+    # failed midway (a full disk): without one the dir reads as unfinished until the source
+    # writes its new manifest last.
+    if os.path.exists(out(MANIFEST_FILE)):
+        os.remove(out(MANIFEST_FILE))
+    write_table_atomic(frames, out(FRAMES_FILE))
+    write_table_atomic(crops, out(CROPS_FILE))
+    filename = getattr(embeddings, 'filename', None)
+    if isinstance(embeddings, np.memmap) and filename and os.path.dirname(filename) == os.path.abspath(work_dir):
+        embeddings.flush()
+        os.replace(filename, out(EMBEDDINGS_FILE))
+    else:
+        write_npy_atomic(np.asarray(embeddings), out(EMBEDDINGS_FILE))
+    write_table_atomic(captions, out(CAPTIONS_FILE))
+    write_table_atomic(concepts, out(CONCEPTS_FILE))

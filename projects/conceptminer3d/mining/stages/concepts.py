@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET
+from ..contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET
 
 # The ten nuScenes detection classes, in mmdet3d's config order (the captioner's prompt
 # names them). The mining vocabulary is not derived from it: it is a user's list, written

@@ -9,8 +9,8 @@ import inspect
 import os
 from typing import Dict, Tuple
 
+from ..runtime.hashing import file_sha256
 from .devices import RUNTIME_ARGS
-from .hashing import file_sha256
 from .model_loading import OpenClipSource, check_available
 
 __all__ = ['content_digest', 'result_identity']

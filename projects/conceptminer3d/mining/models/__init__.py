@@ -1,0 +1,6 @@
+"""Where the models come from and what they are: names and paths resolved offline, the models
+dir (``model_loading``), devices, dtypes and batch sizes (``devices``), and a model's identity
+for the caches and the run fingerprint (``identity``).
+
+Layer 2 of ``conceptminer3d.mining``: imports ``contracts`` and ``runtime`` only.
+"""

@@ -3,8 +3,8 @@ import copy
 import pytest
 
 from conceptminer3d.apis import run_mining
-from conceptminer3d.toy_models import build_toy_models
-from conceptminer3d.toy_world import ToyWorldConfig, build_toy_dataset
+from conceptminer3d_toy.models import build_toy_models
+from conceptminer3d_toy.world import ToyWorldConfig, build_toy_dataset
 
 from helpers import toy_mining_cfg
 

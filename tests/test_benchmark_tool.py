@@ -25,8 +25,8 @@ from conceptminer3d.study import (
     read_last_val_metrics,
     schedule_of,
 )
-from conceptminer3d.study.cli import main
-from conceptminer3d.study.quick import QUICK_ITERS
+from conceptminer3d.study.cli import QUICK_ITERS, main
+from conceptminer3d_toy.quick import prepare_quick
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARMS = ['full', 'random20', 'mined20']
@@ -150,12 +150,12 @@ def test_a_finished_study_is_read_back_not_retrained(quick_study, toy_models, ca
     work_dir, _ = quick_study
     logs = sorted(glob.glob(os.path.join(work_dir, '*', 'seed0', '*', 'vis_data', 'scalars.json')))
     quick = ['--quick', '--arms', *ARMS, '--work-dir', work_dir, '--toy-models', os.path.dirname(toy_models['yolo'])]
-    again = main(quick)
+    again = main(quick, prepare_quick=prepare_quick)
     assert sorted(glob.glob(os.path.join(work_dir, '*', 'seed0', '*', 'vis_data', 'scalars.json'))) == logs
     assert again['arms']['mined20']['mAP']['values'] == _summary(work_dir)['arms']['mined20']['mAP']['values']
     capsys.readouterr()
     with pytest.raises(SystemExit):
-        main([*quick, '--iters', str(QUICK_ITERS + 1)])
+        main([*quick, "--iters", str(QUICK_ITERS + 1)], prepare_quick=prepare_quick)
     assert f"was trained for {{'iters': {QUICK_ITERS}}}" in capsys.readouterr().err
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from nuscenes.utils import splits
 
 from conceptminer3d.mining.stages.concepts import NUSCENES_CLASSES
-from conceptminer3d.toy_world.catalog import CAMERA_CHANNELS
+from conceptminer3d_toy.world.catalog import CAMERA_CHANNELS
 
 from helpers import toy_train_dataset
 

@@ -15,7 +15,7 @@ from conceptminer3d.mining.stages.captioning import BlipCaptioner, Qwen2VLCaptio
 from conceptminer3d.mining.stages.detection import Detections, YoloDetector
 from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 from conceptminer3d.registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS
-from conceptminer3d.toy_models import build_toy_models, build_toy_qwen2_vl
+from conceptminer3d_toy.models import build_toy_models, build_toy_qwen2_vl
 
 from helpers import toy_blip_captioner, toy_mining_cfg
 

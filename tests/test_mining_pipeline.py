@@ -422,7 +422,7 @@ ABOVE_THE_STAGES = (
     'conceptminer3d.search',
     'conceptminer3d.search_benchmarks',
     'conceptminer3d.curation',
-    'conceptminer3d.toy_models',
+    'conceptminer3d_toy',
 )
 
 
@@ -476,6 +476,14 @@ def _mining_layer(module: str) -> int:
     rest = module[len('conceptminer3d.mining') :].lstrip('.').split('.')[0]
     (layer,) = [i for i, names in enumerate(MINING_LAYERS) if rest in names]
     return layer
+
+
+def test_the_product_never_imports_the_toy_fixtures():
+    imports = list(_package_imports('conceptminer3d'))
+    assert len({module for module, _, _ in imports}) > 70, 'every module of the package, subfolders included'
+    toy = [(m, t) for m, t, _ in imports if t == 'conceptminer3d_toy' or t.startswith('conceptminer3d_toy.')]
+    assert not toy, toy
+    assert any(t.startswith('conceptminer3d.') for _, t, _ in _package_imports('conceptminer3d_toy'))
 
 
 def test_mining_modules_import_only_from_the_layers_below():

@@ -18,7 +18,7 @@ import subprocess
 from mmengine.config import Config
 
 from conceptminer3d.study.retarget import replace_path_prefix, retarget_data_root
-from conceptminer3d.toy_world import build_toy_dataset
+from conceptminer3d_toy.world import build_toy_dataset
 
 from conftest import TEST_WORLD
 from helpers import REPO, torchrun_env

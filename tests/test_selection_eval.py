@@ -17,8 +17,8 @@ import pytest
 
 from conceptminer3d.subsets import SubsetSpec, build_subsets, subset_paths
 from conceptminer3d.subsets.evaluation import NoLabelsError, evaluate_selection, label_counts
-from conceptminer3d.toy_world import ToyWorldConfig, build_toy_dataset
-from conceptminer3d.toy_world.distractors import sample_decoys
+from conceptminer3d_toy.world import ToyWorldConfig, build_toy_dataset
+from conceptminer3d_toy.world.distractors import sample_decoys
 
 from helpers import REPO
 

@@ -10,8 +10,8 @@ from nuscenes.utils.data_classes import LidarPointCloud
 from nuscenes.utils.geometry_utils import BoxVisibility, points_in_box
 
 from conceptminer3d.mining.stages.concepts import NUSCENES_CLASSES
-from conceptminer3d.toy_world import ToyWorldConfig, generate_toy_world
-from conceptminer3d.toy_world.catalog import CAMERA_CHANNELS, CLASS_BY_NAME
+from conceptminer3d_toy.world import ToyWorldConfig, generate_toy_world
+from conceptminer3d_toy.world.catalog import CAMERA_CHANNELS, CLASS_BY_NAME
 
 RARE = ('bicycle', 'motorcycle', 'construction_vehicle', 'trailer', 'bus')
 TINY = dict(train_scenes=2, val_scenes=1, samples_per_scene=3, image_width=160, image_height=90, points_per_frame=2000)
@@ -158,7 +158,7 @@ def _load_tool():
 
 
 def test_tool_takes_its_defaults_from_the_preset_and_flags_override_it():
-    from conceptminer3d.toy_world import PRESETS
+    from conceptminer3d_toy.world import PRESETS
 
     tool = _load_tool()
     assert tool.parse_args(['--out', 'x']).config == ToyWorldConfig()
@@ -193,7 +193,7 @@ def benchmark_world(tmp_path_factory):
 
     from nuscenes.nuscenes import NuScenes
 
-    from conceptminer3d.toy_world import PRESETS
+    from conceptminer3d_toy.world import PRESETS
 
     config = replace(
         PRESETS['benchmark'], train_scenes=24, val_scenes=6, samples_per_scene=2, image_width=240, image_height=135

@@ -1,4 +1,4 @@
-"""Toy mining models trained on a toy world of their own (``toy_models/trained*.py``), on a tiny
+"""Toy mining models trained on a toy world of their own (``conceptminer3d_toy/models/trained*.py``), on a tiny
 world with a tiny budget, and mining with captions off."""
 
 import copy
@@ -18,8 +18,8 @@ from conceptminer3d.mining.stages.concepts import ConceptVocabulary
 from conceptminer3d.mining.stages.detection import YoloDetector
 from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 from conceptminer3d.registry import CAPTIONERS
-from conceptminer3d.toy_models import trained
-from conceptminer3d.toy_models.trained import (
+from conceptminer3d_toy.models import trained
+from conceptminer3d_toy.models.trained import (
     TRAINED_TOY_MODEL_FILES,
     TrainedToyModelsSpec,
     build_trained_toy_models,
@@ -28,8 +28,8 @@ from conceptminer3d.toy_models.trained import (
     evaluate_trained_toy_models,
     link_trained_toy_models,
 )
-from conceptminer3d.toy_models.trained_clip import ClipTrainSettings, zero_shot_accuracy
-from conceptminer3d.toy_models.trained_data import (
+from conceptminer3d_toy.models.trained_clip import ClipTrainSettings, zero_shot_accuracy
+from conceptminer3d_toy.models.trained_data import (
     CLASSES,
     NEAR_PLANE,
     BoxRules,
@@ -37,8 +37,8 @@ from conceptminer3d.toy_models.trained_data import (
     export_yolo_dataset,
     visible_fractions,
 )
-from conceptminer3d.toy_models.trained_yolo import YoloTrainSettings
-from conceptminer3d.toy_world import PRESETS, ToyWorldConfig
+from conceptminer3d_toy.models.trained_yolo import YoloTrainSettings
+from conceptminer3d_toy.world import PRESETS, ToyWorldConfig
 
 from helpers import REPO, replace_path_prefix
 

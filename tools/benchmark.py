@@ -8,7 +8,13 @@ finished runs (logic in ``conceptminer3d.study``; ``--help`` for the options).
 """
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.study.cli import main
+from conceptminer3d.study.cli import main as study_main
+from conceptminer3d_toy.quick import prepare_quick
+
+
+def main():
+    return study_main(prepare_quick=prepare_quick)  # --quick's tiny world and models are the toy package's
+
 
 if __name__ == '__main__':
     run_tool(main)

@@ -24,7 +24,7 @@ from conceptminer3d.subsets.evaluation import (
     mined_train_pickle,
     plot_selection_eval,
 )
-from conceptminer3d.toy_world.distractors import sample_decoys
+from conceptminer3d_toy.world.distractors import sample_decoys
 
 DEFAULTS = {k: v.default for k, v in inspect.signature(evaluate_selection).parameters.items()}
 

@@ -9,7 +9,7 @@ import argparse
 import json
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.toy_models import build_random_qwen2_vl_2b, build_toy_models
+from conceptminer3d_toy.models import build_random_qwen2_vl_2b, build_toy_models
 
 
 def main():

@@ -5,7 +5,7 @@
 
 writes the dataset (v1.0-* tables, samples/, sweeps/) under --out, then
 nuscenes_infos_train.pkl, nuscenes_infos_val.pkl, nuscenes_dbinfos_train.pkl and
-nuscenes_gt_database/. A --preset (conceptminer3d.toy_world.PRESETS) sets every default,
+nuscenes_gt_database/. A --preset (conceptminer3d_toy.world.PRESETS) sets every default,
 its realism knobs included; the flags below override it.
 """
 
@@ -14,7 +14,7 @@ import dataclasses
 import time
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.toy_world import PRESETS, ToyWorldConfig, build_toy_dataset
+from conceptminer3d_toy.world import PRESETS, ToyWorldConfig, build_toy_dataset
 
 
 def parse_args(argv=None):

@@ -1,6 +1,6 @@
 """Train the toy mining models (a small YOLO and a small open_clip model) on a toy world of their
 own, or reuse the cached ones, link them where configs/mining/toy_trained.py looks, and report
-their quality on the benchmark world's val cameras (logic in conceptminer3d.toy_models.trained).
+their quality on the benchmark world's val cameras (logic in conceptminer3d_toy.models.trained).
 
     python tools/train_toy_mining_models.py --out data/toy_models_trained
     python tools/train_toy_mining_models.py --out data/toy_models_trained --eval-data-root data/toy_benchmark
@@ -18,7 +18,7 @@ import os
 import time
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.toy_models.trained import (
+from conceptminer3d_toy.models.trained import (
     TRAINING_WORLD,
     TrainedToyModelsSpec,
     build_trained_toy_models,
@@ -28,9 +28,9 @@ from conceptminer3d.toy_models.trained import (
     evaluate_trained_toy_models,
     link_trained_toy_models,
 )
-from conceptminer3d.toy_models.trained_clip import ClipTrainSettings
-from conceptminer3d.toy_models.trained_yolo import YoloTrainSettings
-from conceptminer3d.toy_world import PRESETS
+from conceptminer3d_toy.models.trained_clip import ClipTrainSettings
+from conceptminer3d_toy.models.trained_yolo import YoloTrainSettings
+from conceptminer3d_toy.world import PRESETS
 
 
 def parse_args(argv=None):

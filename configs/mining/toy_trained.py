@@ -1,5 +1,5 @@
 # Mining with small models trained on a toy world of their own (the benchmark preset, another
-# seed; see projects/conceptminer3d/toy_models/trained.py), captions off. Same code paths as
+# seed; see projects/conceptminer3d_toy/models/trained.py), captions off. Same code paths as
 # default.py. Train (or reuse the cached) models and link them here first with
 #   .venv/bin/python tools/train_toy_mining_models.py --out data/toy_models_trained
 _base_ = ['./toy.py']

@@ -5,7 +5,7 @@ finished runs, and compare them class by class, rarest first. (How fast mining r
 without training, ``subsets.evaluation``, ``tools/evaluate_selection.py``.)
 
 One concept per module: ``arms`` (arm → config), ``schedule`` (iteration- or epoch-matched),
-``retarget`` (configs on other data), ``quick`` (the tiny plumbing check), ``training``
+``retarget`` (configs on other data), ``training``
 (training the runs), ``metric_log`` (mmengine's metric logs), ``train_set`` (what an arm trains
 on), ``runs`` (finding and reading finished runs), ``summary`` (mean ± std, ratios, class
 order), ``sensitivity`` (whether the study can tell data apart at all), ``report`` (terminal

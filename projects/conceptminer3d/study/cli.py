@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from mmengine.config import DictAction
 
@@ -17,7 +17,6 @@ from ..mining.runtime.atomic_files import write_json_atomic
 from .arms import ARMS, BASELINE_ARM, WORLDS, arm_config, world_of_config
 from .metric_log import MetricsNotFoundError
 from .plot import plot_summary
-from .quick import QUICK_ITERS, prepare_quick
 from .report import format_report
 from .runs import find_runs
 from .runs import full_train_set as collected_full_train_set
@@ -28,6 +27,7 @@ from .training import StudySpec, full_train_set, iteration_matched, run_study
 __all__ = ['main', 'parse_args']
 
 DEFAULT_ARMS = ['full', 'random20', 'mined20']
+QUICK_ITERS = 2  # --quick: a plumbing check, not a measurement
 RESULT_JSON, RESULT_PLOT = 'benchmark.json', 'benchmark.png'
 ITERATION_MATCHED_PLOT = 'benchmark_iteration_matched.png'
 
@@ -146,7 +146,7 @@ def _collect(args) -> dict:
     return summary
 
 
-def _train(args, argv: List[str]) -> dict:
+def _train(args, argv: List[str], prepare_quick: Optional[Callable]) -> dict:
     if not args.work_dir:
         raise ValueError('--work-dir is needed to train (runs go to DIR/<arm>/seed<k>/)')
     arms = args.arms or DEFAULT_ARMS
@@ -156,6 +156,8 @@ def _train(args, argv: List[str]) -> dict:
         arm_config(arm, args.world, args.config_dir)
     if args.quick and args.world != 'toy':
         raise ValueError('--quick runs on the toy world')
+    if args.quick and prepare_quick is None:
+        raise ValueError('--quick needs the toy world and models: run it through tools/benchmark.py')
     if args.iteration_matched and not args.epochs:
         raise ValueError('--iteration-matched follows an epoch-matched study: give --epochs')
     if args.iteration_matched:
@@ -201,7 +203,10 @@ def _train(args, argv: List[str]) -> dict:
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> dict:
+def main(argv: Optional[List[str]] = None, prepare_quick: Optional[Callable] = None) -> dict:
+    """The study's command line. ``prepare_quick(work_dir, toy_models)`` sets up ``--quick``'s
+    tiny world and models (``conceptminer3d_toy.quick.prepare_quick``: the toy package is the
+    tool's to bring, the product never imports it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     try:
@@ -209,7 +214,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
             if args.quick or args.iters or args.epochs or args.seeds:
                 raise ValueError('--collect reads finished runs: --quick, --iters, --epochs and --seeds do not apply')
             return _collect(args)
-        return _train(args, argv)
+        return _train(args, argv, prepare_quick)
     # Mistakes in the command or the directories; a run that fails while training raises
     # RunFailedError (not caught) so that its traceback is kept.
     except (ValueError, FileNotFoundError, FileExistsError, MetricsNotFoundError) as exc:

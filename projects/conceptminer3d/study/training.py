@@ -64,7 +64,7 @@ class StudySpec:
     mining_config: Optional[str] = None  # replaces the arms' DataMiningHook mining config
     vary_subsets: bool = True  # seed k also draws subset seed k (the random draw's luck is part of the spread)
     cfg_options: Optional[dict] = None
-    quick: Optional[object] = None  # a quick.QuickSetup
+    quick: Optional[object] = None  # --quick: a conceptminer3d_toy.quick.QuickSetup
 
     def base_config(self, arm: str) -> Config:
         """The arm's config on this study's data, before the per-run settings."""

@@ -28,8 +28,8 @@ from typing import Dict
 import numpy as np
 import torch
 
-from ..mining.runtime.atomic_files import publishing_directory, write_text_atomic
-from ..mining.stages.captioning import DEFAULT_QWEN2VL_PROMPT
+from conceptminer3d.mining.runtime.atomic_files import publishing_directory, write_text_atomic
+from conceptminer3d.mining.stages.captioning import DEFAULT_QWEN2VL_PROMPT
 
 __all__ = [
     'TOY_MODEL_FILES',

@@ -1,6 +1,6 @@
 """Toy mining models: fixtures for the demo and the tests, never for real mining.
 
-They stand beside ``toy_world/`` (the toy dataset) and outside ``mining/``: the production
+They stand beside ``world/`` (the toy dataset) and outside ``mining/``: the production
 package loads models by path and knows nothing of these builders.
 
 ``random_init``: random weights in the real formats, built offline in seconds

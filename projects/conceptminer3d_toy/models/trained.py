@@ -31,10 +31,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional
 
-from ..mining.runtime.atomic_files import publishing_directory, write_json_atomic
-from ..mining.runtime.hashing import content_key, file_sha256
-from ..mining.runtime.run_record import package_versions
-from ..toy_world import PRESETS, ToyWorldConfig, build_toy_dataset
+from conceptminer3d.mining.runtime.atomic_files import publishing_directory, write_json_atomic
+from conceptminer3d.mining.runtime.hashing import content_key, file_sha256
+from conceptminer3d.mining.runtime.run_record import package_versions
+
+from ..world import PRESETS, ToyWorldConfig, build_toy_dataset
 from .trained_clip import ClipTrainSettings, train_clip, zero_shot_accuracy
 from .trained_data import BoxRules, collect_gt_crops, export_yolo_dataset
 from .trained_yolo import YoloTrainSettings, evaluate_yolo, train_yolo
@@ -262,7 +263,7 @@ def evaluate_trained_toy_models(
     Written to ``<models_dir>/metrics.json`` and reused from there while the models and the
     info pickle (by content) are the same.
     """
-    from ..mining.stages.embedding import OpenClipEmbedder
+    from conceptminer3d.mining.stages.embedding import OpenClipEmbedder
 
     paths = _paths(models_dir)
     ann_path = os.path.join(data_root, ann_file)

@@ -13,13 +13,12 @@ from typing import Dict, Optional
 
 from mmengine.config import Config
 
-from ..toy_models import build_toy_models
-from ..toy_world import ToyWorldConfig, build_toy_dataset
-from .retarget import mining_dir_under, mining_hooks, redirect_mining, retarget_data_root
+from conceptminer3d.study.retarget import mining_dir_under, mining_hooks, redirect_mining, retarget_data_root
 
-__all__ = ['QUICK_ITERS', 'QuickSetup', 'prepare_quick', 'quick_world']
+from .models import build_toy_models
+from .world import ToyWorldConfig, build_toy_dataset
 
-QUICK_ITERS = 2
+__all__ = ['QuickSetup', 'prepare_quick', 'quick_world']
 
 
 def quick_world():

@@ -31,8 +31,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ..mining.stages.concepts import NUSCENES_CLASSES
-from ..mining.stages.crops import padded_crop_box
+from conceptminer3d.mining.stages.concepts import NUSCENES_CLASSES
+from conceptminer3d.mining.stages.crops import padded_crop_box
 
 __all__ = [
     'BoxRules',
@@ -48,7 +48,7 @@ __all__ = [
 
 # The detector's classes, in mmdet3d's config order; a YOLO label's class id indexes this.
 CLASSES: Tuple[str, ...] = NUSCENES_CLASSES
-NEAR_PLANE = 0.2  # metres; the toy renderer's near clipping plane (toy_world/render.py)
+NEAR_PLANE = 0.2  # metres; the toy renderer's near clipping plane (conceptminer3d_toy/world/render.py)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping
 
 import numpy as np
 
-from ..mining.annotations import lidar_box_corners, project_boxes
+from conceptminer3d.mining.annotations import lidar_box_corners, project_boxes
 
 __all__ = ['sample_decoys']
 

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..mining.stages.concepts import ConceptVocabulary
+from conceptminer3d.mining.stages.concepts import ConceptVocabulary
+
 from .trained_data import CLASSES, GtCrops
 
 __all__ = ['ClipTrainSettings', 'TRAINED_CLIP_CONFIG', 'train_clip', 'zero_shot_accuracy']

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from ..mining.runtime.atomic_files import publishing_directory
+from conceptminer3d.mining.runtime.atomic_files import publishing_directory
+
 from .config import PRESETS, ToyWorldConfig
 from .generator import generate_toy_world
 
@@ -27,7 +28,7 @@ def build_toy_dataset(
     with publishing_directory(out_dir) as publication:
         counts = generate_toy_world(publication.path, config, progress=progress)
         if convert:
-            from ..datasets.nuscenes_conversion import convert_nuscenes
+            from conceptminer3d.datasets.nuscenes_conversion import convert_nuscenes
 
             convert_nuscenes(publication.path, config.version)
         if os.path.exists(out_dir):  # checked above: empty, or to be overwritten

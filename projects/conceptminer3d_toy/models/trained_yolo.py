@@ -20,7 +20,8 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-from ..mining.stages.detection import keep_torch_threads
+from conceptminer3d.mining.stages.detection import keep_torch_threads
+
 from .trained_data import CLASSES
 
 __all__ = ['YoloTrainSettings', 'evaluate_yolo', 'offline_ultralytics', 'train_yolo']

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from .mining import MiningPipeline
 from .mining.contracts import CAPTIONS_FILE, CONCEPTS_FILE, CROPS_FILE, EMBEDDINGS_FILE, FRAMES_FILE, MANIFEST_FILE
 from .mining.outliers.scoring import combine_outlier_flags, score_outliers
+from .mining.pipeline import MiningRun
 from .mining.runtime.images import decode_batch
 from .mining.stages.crops import cut_crops
 from .mining.stages.frames import load_info_pickle, resolve_ann_file
@@ -267,7 +268,8 @@ def run_pipeline_benchmark(
     manifest = pipeline.run()
 
     frames = pipeline.frame_source.load(data_root, ann)
-    batch = pipeline.frame_batch_size
+    batch = pipeline.frame_batch_size()
+    threads = manifest['torch_threads']
     batches = [frames[i : i + batch] for i in range(0, len(frames), batch)]
     decoded = [[img for img, _ in decode_batch(b) if img is not None] for b in batches]
     detector, embedder = pipeline.detector, pipeline.embedder
@@ -301,9 +303,8 @@ def run_pipeline_benchmark(
     shutil.rmtree(timed_dir, ignore_errors=True)
     timed = MiningPipeline(cfg, data_root, ann, timed_dir, progress=False)
     timed._detector, timed._embedder = detector, embedder  # loaded once: compare compute, not loading
-    timed.threads = pipeline.threads
     t0 = time.perf_counter()
-    timed.detect_and_embed(frames)
+    timed.detect_and_embed(MiningRun(frames=frames, threads=threads))
     pipeline_s = time.perf_counter() - t0
     bare = detect_s + embed_s
     process = {}
@@ -312,7 +313,7 @@ def run_pipeline_benchmark(
         process['process_overhead_pct'] = round(100.0 * (process['process_s'] - bare) / bare, 1)
     if bare_script:
         paths = [frame.img_path for frame in frames]
-        process.update(run_bare_script_benchmark(bare_script, paths, detector, embedder, pipeline.threads, work_dir))
+        process.update(run_bare_script_benchmark(bare_script, paths, detector, embedder, threads, work_dir))
         process['bare_script_overhead_pct'] = round(100.0 * (process['bare_script_s'] - bare) / bare, 1)
         if 'process_s' in process:
             script_s = process['bare_script_s']
@@ -326,7 +327,7 @@ def run_pipeline_benchmark(
         pipeline_detect_embed_s=round(pipeline_s, 3),
         overhead_pct=round(100.0 * (pipeline_s - bare) / bare, 1),
         **process,
-        torch_threads=pipeline.threads,
+        torch_threads=threads,
         stages=manifest['stages'],
         nuscenes_train_projection=project_stage_hours(manifest['stages'], len(frames)),
         counts=manifest['counts'],

@@ -18,7 +18,8 @@ import logging
 import os
 import time
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -61,15 +62,42 @@ CACHE_SHARD_FRAMES = 4096
 CACHE_SHARD_CROPS = 65536
 
 
+@dataclass
+class MiningRun:
+    """What one run knows once its frames are read, handed from stage to stage (the pipeline
+    itself keeps only its configuration, its models and the run's counters)."""
+
+    frames: List[Frame]
+    threads: int  # torch intra-op threads the models run with
+    image_digests: Dict[str, str] = field(default_factory=dict)  # frame id -> image content digest
+    detection_key: str = ''  # the detect_embed cache key, part of the captions' key
+
+    @property
+    def frame_paths(self) -> Dict[Tuple[str, str], str]:
+        return {(f.sample_token, f.camera): f.img_path for f in self.frames}
+
+
+@dataclass
+class CaptionPlan:
+    """The captions a run needs (decided by the main rank, shared with every rank)."""
+
+    cache: Optional[ItemCache]  # None: captions off
+    selected_items: List[str]  # every caption-selected crop's cache item, in table order (main rank)
+    todo: Optional[pa.Table]  # the crops no cache shard holds, sorted by frame
+    todo_items: List[str]
+    first_shard: int
+
+
 class MiningPipeline:
     """Runs every stage for one (data_root, ann_file) and writes the tables to ``work_dir``.
 
-    Stages, in ``run`` order: ``frame_source.load`` (frames), ``detect_and_embed`` (2D boxes,
-    crops, CLIP embeddings; cached per frame), ``find_outliers``, ``caption`` (cached per
-    crop), ``score`` (concepts and groups). Each model is built from its
-    registry when a stage first has work for it, so a fully cached re-run loads none.
-    Everything that can be wrong with the configuration is checked in the constructor, and
-    every model's offline availability before the first image is read.
+    Stages, in ``run`` order: ``start`` (frames), ``detect_and_embed`` (2D boxes, crops, CLIP
+    embeddings, cached per frame; every rank) then ``assemble_detections`` (main rank),
+    ``find_outliers``, ``caption`` (cached per crop; every rank) then ``assemble_captions``,
+    ``score`` (concepts and groups). The run's state is a ``MiningRun`` passed between them.
+    Each model is built from its registry when a stage first has work for it, so a fully cached
+    re-run loads none. Everything that can be wrong with the configuration is checked in the
+    constructor, and every model's offline availability before the first image is read.
 
     Args:
         cfg (Config): a mining config (``configs/mining/default.py`` has every key):
@@ -147,6 +175,11 @@ class MiningPipeline:
             if self.cfg.get(key) is not None:  # a captioner of None: captions off
                 check_available(registry, component_config(self.cfg, key))
 
+    def frame_batch_size(self) -> int:
+        """Images handed to the detector at a time (and per cache write): the config's, else the
+        detector's batch size, at least 16 (a GPU batch of 64 would starve on 16 at a time)."""
+        return int(self.cfg.get('frame_batch_size') or max(16, self.detector.batch_size))
+
     def _set_threads(self) -> int:
         threads = int(self.cfg.get('num_threads') or os.cpu_count() or 1)
         torch.set_num_threads(threads)
@@ -209,11 +242,16 @@ class MiningPipeline:
             np.asarray(embeddings, dtype=np.float32),
         )
 
-    def detect_and_embed(self, frames: List[Frame]):
-        """Detections, crops and embeddings of every frame: cached per frame (by its id and image
-        content), computed for the frames no shard holds, in batches of ``frame_batch_size``.
-        Returns None on every rank but the main one."""
-        cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'detect_embed', self._detection_payload())
+    def _detection_cache(self) -> ItemCache:
+        return ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'detect_embed', self._detection_payload())
+
+    def detect_and_embed(self, run: MiningRun) -> str:
+        """Detections, crops and embeddings of every frame, on every rank: cached per frame (by
+        its id and image content), computed for the frames no shard holds, in batches of
+        ``frame_batch_size()``, this rank's share of them. Sets ``run.image_digests`` and
+        ``run.detection_key`` and returns the key."""
+        frames = run.frames
+        cache = self._detection_cache()
 
         def plan():
             items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
@@ -222,18 +260,17 @@ class MiningPipeline:
 
         # Rank 0 reads the images' identities and the cache once, before any rank writes a shard.
         items, todo, first_shard = self.executor.share('detect_plan', plan)
-        self._image_digests = {f.frame_id: item.rsplit('@', 1)[1] for f, item in zip(frames, items)}
+        run.image_digests = {f.frame_id: item.rsplit('@', 1)[1] for f, item in zip(frames, items)}
+        run.detection_key = cache.key
         self.cache_stats['detect_embed'] = dict(
             key=cache.key, reused_frames=len(frames) - len(todo), computed_frames=len(todo)
         )
-        # The detector's batch on a GPU (64) would starve if frames came 16 at a time.
-        batch_size = int(self.cfg.get('frame_batch_size') or max(16, self.detector.batch_size)) if todo else 1
-        self.frame_batch_size = batch_size
+        batch_size = self.frame_batch_size() if todo else 1
         batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
         mine = list(self.executor.assign(len(batches)))
         if mine:
             self.detector  # noqa: B018  (ultralytics lowers torch's thread count when it loads)
-            self.threads = self._set_threads()
+            run.threads = self._set_threads()
             start = time.perf_counter()
             # Rank 0's bar stands for the job: every rank gets about the same share.
             show = self.progress and self.executor.is_main
@@ -256,16 +293,22 @@ class MiningPipeline:
             bar.close()
             self.timer.add('detect_embed_total', time.perf_counter() - start, sum(map(len, work)))
         self.executor.finish('detect_embed')
-        if not self.executor.is_main:
-            return None
-        if todo:
+        if todo and self.executor.is_main:
             cache.compact(CACHE_SHARD_FRAMES, ('frames', 'crops'))
+        return cache.key
+
+    def assemble_detections(self, run: MiningRun) -> Tuple[pa.Table, pa.Table, np.ndarray]:
+        """The frames and crops tables and the crops' embeddings (memory-mapped, written beside
+        the outputs), from the cache shards every rank wrote; on the main rank, once every rank
+        has finished ``detect_and_embed``."""
+        cache = self._detection_cache()
+        items = [f'{f.frame_id}@{run.image_digests[f.frame_id]}' for f in run.frames]
         found = cache.index()
-        frames_table = frames_table_from_cache(frames, cache, items, found)
+        frames_table = frames_table_from_cache(run.frames, cache, items, found)
         embeddings_path = os.path.join(self.work_dir, f'{EMBEDDINGS_FILE}.tmp-{os.getpid()}.npy')
         crops, embeddings = crops_from_cache(cache, items, found, embeddings_path)
         self.skips.update(frame_skips(frames_table))  # from the table: a cached run reports the same
-        return frames_table, crops, embeddings, cache.key
+        return frames_table, crops, embeddings
 
     # -- stage 4: outliers (global) ---------------------------------------------------------
     def find_outliers(self, crops: pa.Table, embeddings: np.ndarray) -> pa.Table:
@@ -291,28 +334,30 @@ class MiningPipeline:
         return crops
 
     # -- stage 5: captions for the selected crops ------------------------------------------
-    def caption(self, crops: Optional[pa.Table], detection_key: str) -> tuple:
-        """Captions (and their text embeddings) of the caption-selected crops, cached per crop
-        (by its id and its image's identity) and computed for the crops no shard holds.
-        ``crops`` (with ``caption_selected``) is given on the main rank only; the other ranks
-        caption their share of what it selects and get None back."""
-        if not self.captions_on:
-            return CAPTION_SCHEMA.empty_table(), np.zeros((0, 0), np.float32)
+    def _caption_cache(self, run: MiningRun) -> ItemCache:
         payload = dict(
-            detection=detection_key,
+            detection=run.detection_key,
             captioner=result_identity(CAPTIONERS, component_config(self.cfg, 'captioner')),
             embedder=result_identity(EMBEDDERS, component_config(self.cfg, 'embedder')),
         )
-        cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'captions', payload)
-        selected_items: List[str] = []
+        return ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'captions', payload)
+
+    def caption(self, run: MiningRun, crops: Optional[pa.Table]) -> CaptionPlan:
+        """Captions (and their text embeddings) of the caption-selected crops, on every rank:
+        cached per crop (by its id and its image's identity), computed for the crops no shard
+        holds, this rank's share of them. ``crops`` (with ``caption_selected``) is the main
+        rank's; it plans, and every rank gets the plan. Captions off: an empty plan."""
+        if not self.captions_on:
+            return CaptionPlan(None, [], None, [], 0)
+        cache = self._caption_cache(run)
 
         def plan():
             selected = crops.filter(crops.column('caption_selected'))
             frame_ids = pc.binary_join_element_wise(selected.column('sample_token'), selected.column('camera'), '/')
-            selected_items.extend(
-                f'{crop}@{self._image_digests[frame]}'
+            selected_items = [
+                f'{crop}@{run.image_digests[frame]}'
                 for crop, frame in zip(selected.column('crop_id').to_pylist(), frame_ids.to_pylist())
-            )
+            ]
             found = cache.index()
             missing = [i for i, item in enumerate(selected_items) if item not in found]
             todo = selected.take(pa.array(missing, pa.int64())).select(
@@ -323,29 +368,37 @@ class MiningPipeline:
                 todo, sort_keys=[('sample_token', 'ascending'), ('camera', 'ascending'), ('crop_index', 'ascending')]
             )
             todo_items = [selected_items[missing[i]] for i in order.to_pylist()]
-            return todo.take(order), todo_items, cache.next_index(), len(selected_items)
+            return selected_items, todo.take(order), todo_items, cache.next_index()
 
-        todo, todo_items, first_shard, num_selected = self.executor.share('caption_plan', plan)
+        selected_items, todo, todo_items, first_shard = self.executor.share('caption_plan', plan)
         self.cache_stats['captions'] = dict(
-            key=cache.key, reused_crops=num_selected - len(todo_items), computed_crops=len(todo_items)
+            key=cache.key, reused_crops=len(selected_items) - len(todo_items), computed_crops=len(todo_items)
         )
         if todo_items:
-            self._caption_missing(todo, todo_items, cache, first_shard)
+            self._caption_missing(run, todo, todo_items, cache, first_shard)
         self.executor.finish('captions')
-        if not self.executor.is_main:
-            return None
-        if todo_items:
+        if todo_items and self.executor.is_main:
             cache.compact(CACHE_SHARD_CROPS, ('captions',))
-        found = cache.index()
-        done = [item for item in selected_items if item in found]  # a crop whose image broke since is a skip
+        return CaptionPlan(cache, selected_items, todo, todo_items, first_shard)
+
+    def assemble_captions(self, plan: CaptionPlan) -> Tuple[pa.Table, np.ndarray]:
+        """The captions table and the captions' text embeddings (a memory-mapped scratch file), on
+        the main rank once every rank has finished ``caption``. A crop whose image broke since it
+        was detected has no caption (a counted skip)."""
+        if not self.captions_on:
+            return CAPTION_SCHEMA.empty_table(), np.zeros((0, 0), np.float32)
+        found = plan.cache.index()
+        done = [item for item in plan.selected_items if item in found]
         if not done:
             return CAPTION_SCHEMA.empty_table(), np.zeros((0, self.embedder.embedding_dim), np.float32)
         # Scratch (scored, not an output), named like a partial output so a killed run's is removed.
         scratch = os.path.join(self.work_dir, f'caption_embeddings.npy.tmp-{os.getpid()}.npy')
-        captions, caption_emb = cache.gather(done, found, 'captions', array_path=scratch)
+        captions, caption_emb = plan.cache.gather(done, found, 'captions', array_path=scratch)
         return captions.cast(CAPTION_SCHEMA), caption_emb
 
-    def _caption_missing(self, todo: pa.Table, items: List[str], cache: ItemCache, first_shard: int) -> None:
+    def _caption_missing(
+        self, run: MiningRun, todo: pa.Table, items: List[str], cache: ItemCache, first_shard: int
+    ) -> None:
         """Caption this process's batches of ``todo`` (sorted by frame); batch ``j`` is cache
         shard ``first_shard + j`` (compacted afterwards), so a killed run loses one batch at most."""
         batch_size = self.captioner.batch_size  # the captioner class owns its default
@@ -353,6 +406,7 @@ class MiningPipeline:
         num_batches = -(-todo.num_rows // batch_size)
         mine = list(self.executor.assign(num_batches))
         frame_key, image = None, None
+        frame_paths = run.frame_paths
         show = self.progress and self.executor.is_main
         bar = tqdm(total=todo.num_rows, desc='captions', unit='crop', disable=not show)
         for j in mine:
@@ -363,7 +417,7 @@ class MiningPipeline:
             for position, r in zip(positions, batch):
                 if (r['sample_token'], r['camera']) != frame_key:
                     frame_key = (r['sample_token'], r['camera'])
-                    image, _ = decode_image(self._frame_paths[frame_key])
+                    image, _ = decode_image(frame_paths[frame_key])
                 if image is None:  # readable when detected, gone or broken since: a counted skip
                     self.skips['caption_images_unreadable'] += 1
                     continue
@@ -406,38 +460,43 @@ class MiningPipeline:
         return table
 
     # -- all stages -----------------------------------------------------------------------------
-    def run(self) -> dict:
-        os.makedirs(self.work_dir, exist_ok=True)
-        if self.executor.is_main:  # the other ranks write only complete cache shards
-            remove_partial_outputs(self.work_dir)
-        t0 = time.perf_counter()
+    def start(self) -> MiningRun:
+        """Read the frames and check every model offline: the run every stage is handed."""
         frames = self.frame_source.load(self.data_root, self.ann_file)
         if not frames:
             raise ValueError(f'{self.ann_file} holds no samples')
         self._check_models_available()
-        self.timer.add('frames', time.perf_counter() - t0, len(frames))
-        self._frame_paths = {(f.sample_token, f.camera): f.img_path for f in frames}
-        self.threads = int(torch.get_num_threads())
+        return MiningRun(frames=frames, threads=int(torch.get_num_threads()))
 
-        detected = self.detect_and_embed(frames)
+    def run(self) -> Optional[dict]:
+        """Every stage; the manifest on the main rank, None on the others (they compute their
+        share of the per-image stages and leave the rest to it)."""
+        os.makedirs(self.work_dir, exist_ok=True)
+        if self.executor.is_main:  # the other ranks write only complete cache shards
+            remove_partial_outputs(self.work_dir)
+        t0 = time.perf_counter()
+        run = self.start()
+        self.timer.add('frames', time.perf_counter() - t0, len(run.frames))
+
+        self.detect_and_embed(run)
         if not self.executor.is_main:
-            self.caption(None, self.cache_stats['detect_embed']['key'])  # this rank's share of the captions
+            self.caption(run, None)  # this rank's share of the captions
             return None
-        frames_table, crops, embeddings, detection_key = detected
+        frames_table, crops, embeddings = self.assemble_detections(run)
         crops = self.find_outliers(crops, embeddings)
-        captions, caption_emb = self.caption(crops, detection_key)
+        captions, caption_emb = self.assemble_captions(self.caption(run, crops))
         concepts = self.score(crops, embeddings, captions, caption_emb)
         if isinstance(caption_emb, np.memmap):
             os.remove(caption_emb.filename)
 
         write_mining_tables(self.work_dir, frames_table, crops, embeddings, captions, concepts)
         self.executor.close()
-        self.timer.add('total', time.perf_counter() - t0, len(frames))
-        manifest = self._manifest(frames_table, crops, embeddings, captions, concepts)
+        self.timer.add('total', time.perf_counter() - t0, len(run.frames))
+        manifest = self._manifest(run, frames_table, crops, embeddings, captions, concepts)
         write_json_atomic(manifest, os.path.join(self.work_dir, MANIFEST_FILE))
         return manifest
 
-    def _manifest(self, frames_table, crops, embeddings, captions, concepts) -> dict:
+    def _manifest(self, run: MiningRun, frames_table, crops, embeddings, captions, concepts) -> dict:
         counts = table_counts(frames_table, crops, embeddings, captions, concepts, list(self.outlier_detectors))
         if not self.captions_on:  # the caption-selected crops are scored without a caption
             counts['caption_selected'] = concepts.num_rows
@@ -451,5 +510,5 @@ class MiningPipeline:
             skips=self.skips,
             stages=self.timer.report(),
             cache=self.cache_stats,
-            torch_threads=self.threads,
+            torch_threads=run.threads,
         )

@@ -148,6 +148,7 @@ class DataMiningHook(Hook):
 
     def _mine_or_reuse(self, paths) -> tuple:
         """On rank 0, holding the mining dir's writer lock: reuse, build subsets or mine."""
+        os.makedirs(self.work_dir, exist_ok=True)  # a dir that is not there yet is not locked
         with writer_lock(self.work_dir, **self.writer) as lock:
             after = f' after waiting {lock.waited_s:.0f} s for another writer' if lock.waited else ''
             if completed_mining(self.cfg, *paths) is None:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -19,7 +20,7 @@ from conceptminer3d.apis import run_mining
 from conceptminer3d.mining.runtime.atomic_files import publishing_directory
 from conceptminer3d.mining.runtime.writer_lock import MiningDirBusyError, current_writer, writer_lock
 
-from helpers import REPO
+from helpers import REPO, torchrun_env
 
 VAL = 'nuscenes_infos_val.pkl'
 TABLES = ('frames.parquet', 'crops.parquet', 'embeddings.npy', 'captions.parquet', 'concepts.parquet')
@@ -100,11 +101,13 @@ def test_a_file_system_without_locks_writes_without_the_guarantee(tmp_path, monk
 def test_a_published_directory_is_whole_or_absent_and_the_first_publisher_wins(tmp_path):
     dead = subprocess.Popen(['true'])
     dead.wait()
-    final = tmp_path / 'key'
-    (tmp_path / f'key.partial-{dead.pid}').mkdir()  # a killed build's: removed
-    (tmp_path / 'key.partial-1').mkdir()  # pid 1 is alive: kept
+    final, host = tmp_path / 'key', socket.gethostname()
+    (tmp_path / f'key.partial-{host}-{dead.pid}').mkdir()  # a killed build's: removed
+    (tmp_path / f'key.partial-{host}-1').mkdir()  # pid 1 is alive: kept
+    (tmp_path / f'key.partial-elsewhere-{dead.pid}').mkdir()  # another host's: its PID says nothing here
+    kept = [f'key.partial-{host}-1', f'key.partial-elsewhere-{dead.pid}']
     with publishing_directory(str(final)) as publication:
-        assert sorted(os.listdir(tmp_path)) == sorted(['key.partial-1', os.path.basename(publication.path)])
+        assert sorted(os.listdir(tmp_path)) == sorted([*kept, os.path.basename(publication.path)])
         (Path(publication.path) / 'a').write_text('first')
     assert publication.published and (final / 'a').read_text() == 'first'
     with publishing_directory(str(final)) as again:  # another process built the same thing: keep the first
@@ -114,7 +117,7 @@ def test_a_published_directory_is_whole_or_absent_and_the_first_publisher_wins(t
         with publishing_directory(str(tmp_path / 'failed')) as failed:
             (Path(failed.path) / 'a').write_text('half')
             raise RuntimeError('the build failed')
-    assert sorted(os.listdir(tmp_path)) == ['key', 'key.partial-1']
+    assert sorted(os.listdir(tmp_path)) == sorted(['key', *kept])
 
 
 @pytest.fixture(scope='module')
@@ -202,6 +205,38 @@ def test_two_concurrent_runs_on_one_dir_one_mines_one_waits_and_reuses(lone_run,
         (key,) = os.listdir(os.path.join(work_dir, 'cache', stage))
         shards = sorted(os.listdir(os.path.join(work_dir, 'cache', stage, key)))
         assert shards == sorted(os.listdir(os.path.join(lone_run, 'cache', stage, key)))
+
+
+def test_a_torchrun_job_that_waited_reuses_the_finished_run_and_every_rank_ends(
+    lone_run, toy_world, mining_config, tmp_path
+):
+    """2 gloo ranks of tools/dist_mine.sh --wait on a finished run another process holds: rank 0
+    waits, finds the run finished and reuses it; the other rank learns so and the job ends."""
+    work_dir = str(tmp_path / 'work')
+    shutil.copytree(lone_run, work_dir)
+    holder = subprocess.Popen(
+        [sys.executable, '-c', _HOLDER, work_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        log = tmp_path / 'job.log'
+        with open(log, 'w') as out:
+            job = subprocess.Popen(
+                ['bash', os.path.join(REPO, 'tools', 'dist_mine.sh'), mining_config, '2', '--data-root', toy_world[0],
+                 '--ann-file', VAL, '--work-dir', work_dir, '--no-progress', '--no-report', '--wait'],
+                cwd=REPO, env=torchrun_env(), stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        waiting = lambda: 'waiting for it to finish' in log.read_text() or job.poll() is not None  # noqa: E731
+        _wait_until(waiting, 'the job to wait')
+        holder.stdin.write('go\n')
+        holder.stdin.flush()
+        assert job.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        for child in (holder, locals().get('job')):
+            if child is not None and child.poll() is None:
+                child.kill()
+    assert 'reusing the finished run' in log.read_text()
+    assert not os.listdir(os.path.join(work_dir, '.ranks')), 'coordination files are removed'
 
 
 # Run inside a private mount namespace (unshare): a tmpfs that a filler file leaves FREE_KB

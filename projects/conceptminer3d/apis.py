@@ -115,6 +115,8 @@ def run_mining(
     if not executor.is_main:  # rank 0 holds the lock for the job and says whether to mine
         if executor.share(_WRITER_DECISION, None) == 'mine':
             _mine(source, cfg, data_root, ann_file, work_dir)
+        else:
+            executor.finish(_WRITER_DECISION)  # read: rank 0 may remove the coordination files
         return None
     with writer_lock(work_dir, if_busy, wait_timeout_s) as lock:
         finished = completed_mining(cfg, data_root, ann_file, work_dir) if lock.waited else None
@@ -122,6 +124,7 @@ def run_mining(
         if finished is None:
             executor.begin()
             return _mine(source, cfg, data_root, ann_file, work_dir)
+        executor.finish(_WRITER_DECISION)  # every rank has read the decision
         executor.close()
         logger.info('%s: reusing the finished run of the writer awaited', work_dir)
         if cfg.get('subsets') and current_subsets(cfg, data_root, ann_file, work_dir) is None:

@@ -149,9 +149,15 @@ class DataMiningHook(Hook):
     def _mine_or_reuse(self, paths) -> tuple:
         """On rank 0, holding the mining dir's writer lock: reuse, build subsets or mine."""
         os.makedirs(self.work_dir, exist_ok=True)  # a dir that is not there yet is not locked
-        with writer_lock(self.work_dir, **self.writer) as lock:
+        world_size = get_dist_info()[1]
+        # A multi-process job does not wait for another writer: its other ranks would be left
+        # waiting without it (and its collectives time out); it stops, naming the writer.
+        writer = dict(self.writer, if_busy='refuse') if world_size > 1 else self.writer
+        with writer_lock(self.work_dir, **writer) as lock:
             after = f' after waiting {lock.waited_s:.0f} s for another writer' if lock.waited else ''
             if completed_mining(self.cfg, *paths) is None:
+                if world_size > 1:  # replaced since every rank checked: mine first, as below
+                    raise MiningNotDoneError(self._mine_first_message(world_size))
                 return run_mining(self.cfg, *paths, progress=self.progress)['subsets'], 'mined' + after
             if (summary := current_subsets(self.cfg, *paths)) is not None:
                 return summary, 'reused' + after

@@ -156,7 +156,10 @@ def resolve_hf_model(
             )
         return path
     in_models_dir = _local_dir_name(model, models_dir)
-    if os.path.isfile(os.path.join(in_models_dir, 'config.json')):
+    # Only a name (a folder name or a hub repo id) is looked up there: a path that is missing
+    # stays an error, never another model of the same folder name.
+    is_name = '/' not in model.strip('/') or _looks_like_repo_id(model) and not os.path.isdir(model.split('/')[0])
+    if is_name and not os.path.isabs(model) and os.path.isfile(os.path.join(in_models_dir, 'config.json')):
         return _expand(in_models_dir)
     first = model.split('/')[0]
     if '/' not in model.strip('/') and not os.path.isabs(model) and not _looks_like_repo_id(model):
@@ -357,7 +360,7 @@ def resolve_open_clip_model(
     if os.path.isdir(_expand(model_name)):
         return _open_clip_dir(_expand(model_name), model_name)
     in_models_dir = os.path.join(resolve_models_dir(models_dir), model_name)
-    if not os.path.isabs(model_name) and os.path.isdir(in_models_dir):
+    if '/' not in model_name and os.path.isdir(in_models_dir):  # a folder name, not a path
         return _open_clip_dir(_expand(in_models_dir), model_name)
 
     if model_name.startswith('hf-hub:'):

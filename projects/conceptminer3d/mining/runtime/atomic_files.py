@@ -21,6 +21,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -137,7 +138,15 @@ def write_pickle_atomic(obj, path: str, protocol: int = pickle.HIGHEST_PROTOCOL)
 def create_npy_memmap(path: str, shape: Sequence[int], dtype) -> np.memmap:
     """A new ``.npy`` at ``path`` mapped for writing, its whole size reserved on disk first,
     so that a full disk is a ``DiskFullError`` here rather than a SIGBUS mid-write."""
-    array = np.lib.format.open_memmap(path, mode='w+', dtype=dtype, shape=tuple(shape))
+    try:  # open_memmap writes the file's last byte: a full disk can stop it already
+        array = np.lib.format.open_memmap(path, mode='w+', dtype=dtype, shape=tuple(shape))
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        needed = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if _is_disk_full(err, path, needed):
+            raise DiskFullError(path, needed, _free_bytes(path)) from err
+        raise
     size = os.path.getsize(path)
     fd = os.open(path, os.O_RDWR)
     try:
@@ -187,20 +196,22 @@ def _pid_alive(pid: int) -> bool:
 @contextlib.contextmanager
 def publishing_directory(final: str) -> Iterator[Publication]:
     """A directory that appears complete or not at all: the block fills a per-process sibling
-    (``<final>.partial-<pid>``: the same file system, so the rename is atomic, and two processes
-    building the same thing never write into each other's files), renamed to ``final`` after it.
+    (``<final>.partial-<host>-<pid>``: the same file system, so the rename is atomic, and two
+    processes building the same thing never write into each other's files), renamed to
+    ``final`` after it.
     If ``final`` exists by then (another process got there first), theirs is kept and ours
     removed; a caller that means to replace an existing ``final`` removes it in the block. On an
-    error the sibling is removed; those of killed processes are removed on the next start."""
+    error the sibling is removed; those of killed processes of this host are removed on the next
+    start."""
     final = os.path.abspath(final)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
-    prefix = f'{os.path.basename(final)}.partial-'
+    prefix = f'{os.path.basename(final)}.partial-{socket.gethostname()}-'  # a PID means nothing elsewhere
     for name in os.listdir(parent):
         pid = name[len(prefix) :]
         if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    publication = Publication(f'{final}.partial-{os.getpid()}')
+    publication = Publication(os.path.join(parent, f'{prefix}{os.getpid()}'))
     shutil.rmtree(publication.path, ignore_errors=True)
     os.makedirs(publication.path)
     try:

@@ -69,7 +69,13 @@ def mined_toy_cfg(toy_world, toy_models, work_dir, name='centerpoint_mined20_toy
         },
     )
     cfg.work_dir = os.path.join(work_dir, 'train')
-    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = TOY_TRAIN_ITERS
+    return short_toy_training(cfg, TOY_TRAIN_ITERS)
+
+
+def short_toy_training(cfg: Config, iters: int) -> Config:
+    """``cfg`` trained for ``iters`` iterations at a constant learning rate, validated once at
+    the end, in this process (no loader workers, no checkpoints), logging every iteration."""
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = iters
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
     cfg.train_dataloader.num_workers = cfg.val_dataloader.num_workers = 0
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)

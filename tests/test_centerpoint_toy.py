@@ -8,7 +8,7 @@ import pickle
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from helpers import REPO, retarget_data_root
+from helpers import REPO, retarget_data_root, short_toy_training
 
 ITERS = 24
 
@@ -18,11 +18,7 @@ def test_toy_centerpoint_trains_and_is_evaluated_by_the_devkit(toy_world, tmp_pa
     cfg = Config.fromfile(os.path.join(REPO, 'configs', 'centerpoint_pillar_toy.py'))
     cfg = retarget_data_root(cfg, root)
     cfg.work_dir = str(tmp_path / 'work')
-    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = ITERS
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-    cfg.train_dataloader.num_workers = cfg.val_dataloader.num_workers = 0
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger.interval = 1
+    cfg = short_toy_training(cfg, ITERS)
     cfg.val_evaluator.jsonfile_prefix = str(tmp_path / 'results')
     runner = Runner.from_cfg(cfg)
     runner.train()

@@ -21,7 +21,7 @@ from conceptminer3d.study.retarget import replace_path_prefix, retarget_data_roo
 from conceptminer3d_toy.world import build_toy_dataset
 
 from conftest import TEST_WORLD
-from helpers import REPO, torchrun_env
+from helpers import REPO, short_toy_training, torchrun_env
 
 DOC = os.path.join(REPO, 'docs', 'quickstart_nuscenes.md')
 ARMS = ('full', 'random20', 'mined20')
@@ -56,12 +56,7 @@ def _toy_train_config(arm, path):
         cfg = replace_path_prefix(cfg, cfg.mining_work_dir, 'work_dirs/mining_nuscenes')
         cfg.custom_hooks[0].update(mining_config='configs/mining/default.py', progress=False)
     cfg.pop('work_dir', None)  # tools/train.py's default, work_dirs/<config name>, as on real data
-    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
-    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
-    cfg.train_dataloader.num_workers = cfg.val_dataloader.num_workers = 0
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1)
-    cfg.default_hooks.logger.interval = 1
-    cfg.dump(path)
+    short_toy_training(cfg, 2).dump(path)
 
 
 def test_the_nuscenes_quickstart_runs_as_written_on_the_toy_world(toy_models, session_mining_cfg, tmp_path):

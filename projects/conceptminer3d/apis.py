@@ -128,8 +128,7 @@ def run_mining(
         executor.close()
         logger.info('%s: reusing the finished run of the writer awaited', work_dir)
         if cfg.get('subsets') and current_subsets(cfg, data_root, ann_file, work_dir) is None:
-            finished['subsets'] = build_subsets_from_config(cfg, data_root, ann_file, work_dir)
-            write_json_atomic(finished, os.path.join(work_dir, MANIFEST_FILE))
+            finished['subsets'] = rebuild_subsets(cfg, data_root, ann_file, work_dir)  # the lock is ours
         return finished
 
 

@@ -138,7 +138,7 @@ class DataMiningHook(Hook):
                 action = 'written by rank 0'
             summary = current_subsets(self.cfg, *paths)
         else:
-            summary, action = self._mine_or_reuse(paths)
+            summary, action = self._mine_or_reuse(paths, world_size)
         print_log(
             f"DataMiningHook ({action}): {summary['num_selected']} of {summary['num_train_samples']} train "
             f"samples selected {summary['reasons']} under {os.path.join(self.work_dir, SUBSET_DIR)}",
@@ -146,10 +146,9 @@ class DataMiningHook(Hook):
         )
         return summary
 
-    def _mine_or_reuse(self, paths) -> tuple:
+    def _mine_or_reuse(self, paths, world_size: int) -> tuple:
         """On rank 0, holding the mining dir's writer lock: reuse, build subsets or mine."""
         os.makedirs(self.work_dir, exist_ok=True)  # a dir that is not there yet is not locked
-        world_size = get_dist_info()[1]
         # A multi-process job does not wait for another writer: its other ranks would be left
         # waiting without it (and its collectives time out); it stops, naming the writer.
         writer = dict(self.writer, if_busy='refuse') if world_size > 1 else self.writer

@@ -70,7 +70,7 @@ class MiningRun:
     frames: List[Frame]
     threads: int  # torch intra-op threads the models run with
     image_digests: Dict[str, str] = field(default_factory=dict)  # frame id -> image content digest
-    detection_key: str = ''  # the detect_embed cache key, part of the captions' key
+    detection_cache: Optional[ItemCache] = None  # detect_and_embed's; its key is part of the captions'
 
     @property
     def frame_paths(self) -> Dict[Tuple[str, str], str]:
@@ -242,16 +242,13 @@ class MiningPipeline:
             np.asarray(embeddings, dtype=np.float32),
         )
 
-    def _detection_cache(self) -> ItemCache:
-        return ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'detect_embed', self._detection_payload())
-
     def detect_and_embed(self, run: MiningRun) -> str:
         """Detections, crops and embeddings of every frame, on every rank: cached per frame (by
         its id and image content), computed for the frames no shard holds, in batches of
         ``frame_batch_size()``, this rank's share of them. Sets ``run.image_digests`` and
-        ``run.detection_key`` and returns the key."""
+        ``run.detection_cache`` and returns the cache's key."""
         frames = run.frames
-        cache = self._detection_cache()
+        cache = ItemCache(os.path.join(self.work_dir, CACHE_DIR), 'detect_embed', self._detection_payload())
 
         def plan():
             items = [f'{f.frame_id}@{image_digest(f)}' for f in frames]
@@ -261,7 +258,7 @@ class MiningPipeline:
         # Rank 0 reads the images' identities and the cache once, before any rank writes a shard.
         items, todo, first_shard = self.executor.share('detect_plan', plan)
         run.image_digests = {f.frame_id: item.rsplit('@', 1)[1] for f, item in zip(frames, items)}
-        run.detection_key = cache.key
+        run.detection_cache = cache
         self.cache_stats['detect_embed'] = dict(
             key=cache.key, reused_frames=len(frames) - len(todo), computed_frames=len(todo)
         )
@@ -301,7 +298,7 @@ class MiningPipeline:
         """The frames and crops tables and the crops' embeddings (memory-mapped, written beside
         the outputs), from the cache shards every rank wrote; on the main rank, once every rank
         has finished ``detect_and_embed``."""
-        cache = self._detection_cache()
+        cache = run.detection_cache
         items = [f'{f.frame_id}@{run.image_digests[f.frame_id]}' for f in run.frames]
         found = cache.index()
         frames_table = frames_table_from_cache(run.frames, cache, items, found)
@@ -336,7 +333,7 @@ class MiningPipeline:
     # -- stage 5: captions for the selected crops ------------------------------------------
     def _caption_cache(self, run: MiningRun) -> ItemCache:
         payload = dict(
-            detection=run.detection_key,
+            detection=run.detection_cache.key,
             captioner=result_identity(CAPTIONERS, component_config(self.cfg, 'captioner')),
             embedder=result_identity(EMBEDDERS, component_config(self.cfg, 'embedder')),
         )

@@ -32,6 +32,7 @@ __all__ = [
     'DiskFullError',
     'Publication',
     'create_npy_memmap',
+    'pid_alive',
     'publishing_directory',
     'remove_partial_outputs',
     'write_json_atomic',
@@ -183,7 +184,8 @@ class Publication:
     published: bool = False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -209,7 +211,7 @@ def publishing_directory(final: str) -> Iterator[Publication]:
     prefix = f'{os.path.basename(final)}.partial-{socket.gethostname()}-'  # a PID means nothing elsewhere
     for name in os.listdir(parent):
         pid = name[len(prefix) :]
-        if name.startswith(prefix) and pid.isdigit() and not _pid_alive(int(pid)):
+        if name.startswith(prefix) and pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     publication = Publication(os.path.join(parent, f'{prefix}{os.getpid()}'))
     shutil.rmtree(publication.path, ignore_errors=True)

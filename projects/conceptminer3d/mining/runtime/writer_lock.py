@@ -37,6 +37,8 @@ import time
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, Optional
 
+from .atomic_files import pid_alive
+
 __all__ = [
     'IF_BUSY_CHOICES',
     'LOCK_FILE',
@@ -94,13 +96,8 @@ def current_writer(work_dir: str) -> Optional[dict]:
         return None
     if not holder:
         return None
-    if holder.get('host') == socket.gethostname():  # a SIGKILLed holder leaves its record
-        try:
-            os.kill(int(holder['pid']), 0)
-        except ProcessLookupError:
-            return None
-        except (OSError, KeyError, ValueError):
-            pass
+    if holder.get('host') == socket.gethostname() and not pid_alive(int(holder.get('pid', 0))):
+        return None  # a SIGKILLed holder leaves its record
     return holder
 
 

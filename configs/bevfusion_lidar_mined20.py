@@ -7,6 +7,7 @@ _base_ = ['../third_party/mmdetection3d/projects/BEVFusion/configs/'
           'bevfusion_lidar_voxel0075_second_secfpn_8xb4-cyclic-20e_nus-3d.py']
 custom_imports = dict(imports=['projects.BEVFusion.bevfusion', 'conceptminer3d'], allow_failed_imports=False)
 mining_work_dir = '{{ fileDirname }}/../work_dirs/mining_nuscenes'  # shared with centerpoint_mined20.py
-custom_hooks = [dict(type='DataMiningHook', mining_config='{{ fileDirname }}/mining/default.py', data_root={{_base_.data_root}}, work_dir=mining_work_dir)]
+# Upstream's hooks stay (DisableObjectSampleHook ends GT sampling after epoch 15, as in the full arm).
+custom_hooks = _base_.custom_hooks + [dict(type='DataMiningHook', mining_config='{{ fileDirname }}/mining/default.py', data_root={{_base_.data_root}}, work_dir=mining_work_dir)]
 train_dataloader = dict(dataset=dict(type='SubsetCBGSDataset', dataset=dict(
     type='SubsetNuScenesDataset', mining_dir=mining_work_dir, subset='random10_target10')))

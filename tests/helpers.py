@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
-from typing import Dict
+from typing import Dict, Mapping, Sequence
 
 from mmengine.config import Config
 
@@ -15,6 +16,7 @@ from conceptminer3d.subsets import SubsetSpec, build_subsets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY_MINING_CONFIG = os.path.join(REPO, 'configs', 'mining', 'toy.py')
+NUSCENES_METRIC = 'NuScenes metric/pred_instances_3d_NuScenes'  # NuScenesMetric's key prefix
 
 
 def toy_mining_cfg(toy_models: Dict[str, str]) -> Config:
@@ -106,3 +108,23 @@ def copy_run_with_subsets(run_dir: str, data_root: str, out_dir: str) -> str:
     train, dbinfos = (os.path.join(data_root, f) for f in ('nuscenes_infos_train.pkl', 'nuscenes_dbinfos_train.pkl'))
     build_subsets(work_dir, train, SubsetSpec(), dbinfos)
     return work_dir
+
+
+def assert_nuscenes_metrics_add_up(metrics: Mapping[str, float], classes: Sequence[str]) -> None:
+    """The mAP and NDS that NuScenesMetric reports are the nuScenes definitions (Caesar et al.,
+    2020, section 3) of the per-class numbers it reports beside them, for exactly ``classes``:
+    mAP the mean over classes of each class's AP averaged over the four centre distances, NDS
+    (5 mAP + sum of max(0, 1 - mTP) over the five mean TP errors) / 10. The parts it logs are
+    rounded to 4 decimals (a NaN error, no true positive at all, scores 0)."""
+    per_class = [
+        sum(metrics[f'{NUSCENES_METRIC}/{c}_AP_dist_{d}'] for d in ('0.5', '1.0', '2.0', '4.0')) / 4 for c in classes
+    ]
+    mean_ap = metrics[f'{NUSCENES_METRIC}/mAP']
+    assert math.isclose(mean_ap, sum(per_class) / len(classes), abs_tol=6e-5), (mean_ap, per_class)
+    tp_scores = [max(0.0, 1.0 - metrics[f'{NUSCENES_METRIC}/{e}']) for e in ('mATE', 'mASE', 'mAOE', 'mAVE', 'mAAE')]
+    assert math.isclose(metrics[f'{NUSCENES_METRIC}/NDS'], (5 * mean_ap + sum(tp_scores)) / 10, abs_tol=3e-5)
+
+
+def validation_metrics(runner) -> Dict[str, float]:
+    """The metrics of a runner's last validation, as ``runner.test()`` returns them."""
+    return {k[len('val/') :]: v.current() for k, v in runner.message_hub.log_scalars.items() if k.startswith('val/')}

@@ -5,7 +5,7 @@ import copy
 import os
 import pickle
 
-from conceptminer3d.speed_benchmarks import run_pipeline_benchmark
+from conceptminer3d_benchmarks.mining_speed import run_pipeline_benchmark
 
 from helpers import REPO
 
@@ -44,8 +44,9 @@ def test_selection_benchmark_builds_what_a_mining_dir_of_that_size_asks_for(tmp_
     """The synthetic nuScenes-size mining dir, shrunk: the subset stage reads it like a real run's."""
     import pyarrow.parquet as pq
 
-    from conceptminer3d.speed_benchmarks import make_synthetic_mining_dir, run_selection_benchmark
     from conceptminer3d.subsets import SubsetSpec
+    from conceptminer3d_benchmarks.selection_speed import run_selection_benchmark
+    from conceptminer3d_benchmarks.synthetic import make_synthetic_mining_dir
 
     mining_dir = str(tmp_path / 'mining')
     train_pkl = make_synthetic_mining_dir(mining_dir, samples=300, scenes=12, crops=6000, embedding_dim=8)

@@ -8,7 +8,14 @@ import pickle
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from helpers import REPO, retarget_data_root, short_toy_training
+from helpers import (
+    NUSCENES_METRIC,
+    REPO,
+    assert_nuscenes_metrics_add_up,
+    retarget_data_root,
+    short_toy_training,
+    validation_metrics,
+)
 
 ITERS = 24
 
@@ -29,11 +36,9 @@ def test_toy_centerpoint_trains_and_is_evaluated_by_the_devkit(toy_world, tmp_pa
     assert last < 0.8 * first, f'loss did not fall: {first:.3f} -> {last:.3f}'
 
     # the loop validated after its last iteration; RuntimeInfoHook keeps the metrics
-    metrics = {
-        key: runner.message_hub.get_scalar(f'val/NuScenes metric/pred_instances_3d_NuScenes/{key}').current()
-        for key in ('mAP', 'NDS')
-    }
-    assert 0.0 <= metrics['mAP'] <= 1.0 and 0.0 <= metrics['NDS'] <= 1.0
+    logged = validation_metrics(runner)
+    assert_nuscenes_metrics_add_up(logged, cfg.class_names)
+    metrics = {key: logged[f'{NUSCENES_METRIC}/{key}'] for key in ('mAP', 'NDS')}
     with open(os.path.join(root, 'nuscenes_infos_val.pkl'), 'rb') as f:
         val_tokens = {info['token'] for info in pickle.load(f)['data_list']}
     result_files = [

@@ -14,7 +14,7 @@ import pytest
 from conceptminer3d.subsets import SubsetSpec, build_subsets, select_mined
 from conceptminer3d.subsets.builder import subset_manifest_path
 from conceptminer3d.subsets.coverage import SqrtCoverage, sqrt_coverage_value
-from conceptminer3d.subsets.selection import embedding_clusters, rarity_weights, target_evidence
+from conceptminer3d.subsets.evidence import embedding_clusters, rarity_weights, target_evidence
 
 TRAIN = 'nuscenes_infos_train.pkl'
 

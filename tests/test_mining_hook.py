@@ -1,5 +1,6 @@
 """DataMiningHook's life in a training job: reuse, multi-process start-up, test mode, re-mining."""
 
+import glob
 import json
 import os
 import pickle
@@ -17,7 +18,7 @@ from conceptminer3d.mining import MiningPipeline
 from conceptminer3d.samplers.rare_concept_sampler import sample_weights_from_concepts
 from conceptminer3d.subsets import subset_paths
 
-from helpers import REPO, free_port, mined_toy_cfg, torchrun_env
+from helpers import REPO, assert_nuscenes_metrics_add_up, free_port, mined_toy_cfg, torchrun_env
 
 # Each rank writes what it got to a file of its own: the ranks' stdout and stderr interleave.
 _HOOK_UNDER_TORCHRUN = """
@@ -138,9 +139,12 @@ def test_test_tool_leaves_the_mining_hook_out(toy_world, toy_models, tmp_path):
     cfg = drop_train_only_hooks(mined_toy_cfg(toy_world, toy_models, str(tmp_path)))
     assert cfg.custom_hooks == []
     cfg.test_dataloader.num_workers = 0
+    cfg.test_evaluator.jsonfile_prefix = str(tmp_path / 'results')
     runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
-    assert 0.0 <= metrics['NuScenes metric/pred_instances_3d_NuScenes/mAP'] <= 1.0
+    assert_nuscenes_metrics_add_up(runner.test(), cfg.class_names)
+    (results,) = glob.glob(str(tmp_path / 'results' / '**' / 'results_nusc.json'), recursive=True)
+    with open(results) as f, open(os.path.join(toy_world[0], 'nuscenes_infos_val.pkl'), 'rb') as val:
+        assert set(json.load(f)['results']) == {info['token'] for info in pickle.load(val)['data_list']}
     assert not os.path.exists(os.path.join(tmp_path, 'mining')), 'nothing was mined'
     with open(os.path.join(REPO, 'tools', 'test.py')) as f:
         assert 'drop_train_only_hooks(' in f.read()

@@ -379,7 +379,8 @@ def test_default_names_resolve_in_the_models_dir(toy_models, tmp_path, monkeypat
     that exists still wins."""
     import shutil
 
-    from conceptminer3d.mining.models.model_loading import MODELS_DIR_ENV, resolve_open_clip_model
+    from conceptminer3d.mining.models.model_loading import MODELS_DIR_ENV
+    from conceptminer3d.mining.models.open_clip_models import resolve_open_clip_model
 
     models = tmp_path / 'models'
     models.mkdir()

@@ -199,11 +199,15 @@ def test_a_changed_image_is_recomputed_alone(first_run, toy_world, mining_cfg, t
     assert frames.img_path.iloc[0] == changed and len(frames) == 18
 
 
-def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy_world, mining_cfg, tmp_path):
+def test_interrupted_run_resumes_without_redoing_finished_batches(
+    first_run, toy_world, mining_cfg, tmp_path, monkeypatch
+):
+    from conceptminer3d.mining import pipeline as pipeline_module
+
     root, _ = toy_world
     work_dir = str(tmp_path / 'work')
     pipeline = MiningPipeline(mining_cfg, root, VAL, work_dir, progress=False)
-    original, calls = pipeline._process_batch, []
+    original, calls = pipeline_module.detect_and_embed_batch, []
 
     def killed_after_two_batches(*args):
         if len(calls) == 2:
@@ -211,8 +215,8 @@ def test_interrupted_run_resumes_without_redoing_finished_batches(first_run, toy
         calls.append(1)
         return original(*args)
 
-    pipeline._process_batch = killed_after_two_batches
-    with pytest.raises(KeyboardInterrupt):
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(pipeline_module, 'detect_and_embed_batch', killed_after_two_batches)
         pipeline.run()
     assert not os.path.exists(os.path.join(work_dir, 'crops.parquet')), 'no partial outputs'
     manifest = MiningPipeline(mining_cfg, root, VAL, work_dir, progress=False).run()
@@ -415,14 +419,13 @@ def test_per_class_outliers_and_blip_captions(toy_world, toy_models, mining_cfg,
 # Imports run downward: entry points (apis) and fixtures above the stages, stages above contracts.
 ABOVE_THE_STAGES = (
     'conceptminer3d.apis',
-    'conceptminer3d.speed_benchmarks',
     'conceptminer3d.hooks',
     'conceptminer3d.launch',
     'conceptminer3d.report',
     'conceptminer3d.search',
-    'conceptminer3d.search_benchmarks',
     'conceptminer3d.curation',
     'conceptminer3d_toy',
+    'conceptminer3d_benchmarks',
 )
 
 
@@ -478,12 +481,13 @@ def _mining_layer(module: str) -> int:
     return layer
 
 
-def test_the_product_never_imports_the_toy_fixtures():
+@pytest.mark.parametrize('outside', ['conceptminer3d_toy', 'conceptminer3d_benchmarks'])
+def test_the_product_never_imports_the_toy_fixtures_or_the_speed_benchmarks(outside):
     imports = list(_package_imports('conceptminer3d'))
     assert len({module for module, _, _ in imports}) > 70, 'every module of the package, subfolders included'
-    toy = [(m, t) for m, t, _ in imports if t == 'conceptminer3d_toy' or t.startswith('conceptminer3d_toy.')]
-    assert not toy, toy
-    assert any(t.startswith('conceptminer3d.') for _, t, _ in _package_imports('conceptminer3d_toy'))
+    found = [(m, t) for m, t, _ in imports if t == outside or t.startswith(outside + '.')]
+    assert not found, found
+    assert any(t.startswith('conceptminer3d.') for _, t, _ in _package_imports(outside))
 
 
 def test_mining_modules_import_only_from_the_layers_below():

@@ -1,4 +1,4 @@
-"""Outlier detectors of the mining stage (conceptminer3d/mining/outliers/detectors.py), checked
+"""Outlier detectors of the mining stage (conceptminer3d/mining/outliers/), checked
 against scikit-learn: its estimator checks for the API, its exact LOF and nearest
 neighbours for the scores."""
 
@@ -8,14 +8,15 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from conceptminer3d.mining.outliers.detectors import (
+from conceptminer3d.mining.outliers import (
     IsolationForestOutliers,
     KnnDistanceOutliers,
     LocalOutlierFactorOutliers,
 )
 from conceptminer3d.mining.outliers.scoring import combine_outlier_flags, score_outliers
 from conceptminer3d.registry import OUTLIER_DETECTORS
-from conceptminer3d.speed_benchmarks import make_synthetic_embeddings, run_outlier_benchmark
+from conceptminer3d_benchmarks.outlier_speed import run_outlier_benchmark
+from conceptminer3d_benchmarks.synthetic import make_synthetic_embeddings
 
 DETECTORS = [IsolationForestOutliers, LocalOutlierFactorOutliers, KnnDistanceOutliers]
 

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conceptminer3d.subsets import SubsetSpec, build_subsets, subset_paths
-from conceptminer3d.subsets.evaluation import NoLabelsError, evaluate_selection, label_counts
+from conceptminer3d.subsets.evaluation import NoLabelsError, evaluate_selection
+from conceptminer3d.subsets.train_labels import label_counts
 from conceptminer3d_toy.world import ToyWorldConfig, build_toy_dataset
 from conceptminer3d_toy.world.distractors import sample_decoys
 

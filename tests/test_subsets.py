@@ -29,8 +29,8 @@ from conceptminer3d.subsets import (
     select_random,
     subset_paths,
 )
+from conceptminer3d.subsets.baselines import sample_embeddings
 from conceptminer3d.subsets.builder import subset_infos
-from conceptminer3d.subsets.selection import sample_embeddings
 
 from helpers import REPO, retarget_data_root
 

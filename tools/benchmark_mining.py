@@ -16,7 +16,8 @@ import os
 from conceptminer3d.apis import load_mining_config
 from conceptminer3d.cli import run_tool
 from conceptminer3d.launch import DictAction
-from conceptminer3d.speed_benchmarks import run_outlier_benchmark, run_pipeline_benchmark
+from conceptminer3d_benchmarks.mining_speed import run_pipeline_benchmark
+from conceptminer3d_benchmarks.outlier_speed import run_outlier_benchmark
 
 
 def main():

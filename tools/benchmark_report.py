@@ -16,7 +16,7 @@ import time
 
 from conceptminer3d.cli import run_tool
 from conceptminer3d.report import build_report
-from conceptminer3d.speed_benchmarks import replicate_mining_run
+from conceptminer3d_benchmarks.synthetic import replicate_mining_run
 
 
 def open_in_chromium(path: str) -> float:

@@ -21,7 +21,7 @@ import json
 
 from conceptminer3d.cli import run_tool
 from conceptminer3d.search.evaluation import search_precision
-from conceptminer3d.search_benchmarks import run_search_benchmark
+from conceptminer3d_benchmarks.search_speed import run_search_benchmark
 
 _CLASSES = ['bicycle', 'motorcycle', 'construction_vehicle', 'bus', 'trailer', 'truck', 'pedestrian', 'car']
 

@@ -15,9 +15,10 @@ import json
 import os
 
 from conceptminer3d.cli import run_tool
-from conceptminer3d.speed_benchmarks import NUSCENES_TRAIN_SAMPLES, make_synthetic_mining_dir, run_selection_benchmark
 from conceptminer3d.subsets import SubsetSpec
 from conceptminer3d.subsets.selection import SELECTIONS, UNITS
+from conceptminer3d_benchmarks.selection_speed import run_selection_benchmark
+from conceptminer3d_benchmarks.synthetic import NUSCENES_TRAIN_SAMPLES, make_synthetic_mining_dir
 
 
 def main():

@@ -18,12 +18,8 @@ from conceptminer3d.cli import run_tool
 from conceptminer3d.mining.runtime.writer_lock import add_writer_arguments, tool_writer_lock
 from conceptminer3d.mining.stages.frames import load_info_pickle, resolve_ann_file
 from conceptminer3d.report import REPORT_DIR, build_report
-from conceptminer3d.subsets.evaluation import (
-    evaluate_selection,
-    format_selection_table,
-    mined_train_pickle,
-    plot_selection_eval,
-)
+from conceptminer3d.subsets.evaluation import evaluate_selection, mined_train_pickle
+from conceptminer3d.subsets.evaluation_display import format_selection_table, plot_selection_eval
 from conceptminer3d_toy.world.distractors import sample_decoys
 
 DEFAULTS = {k: v.default for k, v in inspect.signature(evaluate_selection).parameters.items()}

@@ -6,10 +6,11 @@ every module, subfolders included):
 0. ``contracts.py`` — every table, the frame record and the file names: the data contract.
 1. ``runtime/`` — how stages run, whatever they compute: files written whole, one writer per
    mining dir, the stage caches and hashes, one process or many, image decoding, the outputs
-   assembled from the caches, what a run records.
+   assembled from the caches, the state a run hands from stage to stage, what a run records.
 2. ``models/`` — where models come from (names, paths, the models dir), devices, and a model's
    identity.
-3. ``stages/`` (frames, detection, crops, embedding, captioning, concepts) and ``outliers/``
+3. ``stages/`` (frames, detection, crops, embedding, captioning, concepts; ``batches``: what one
+   batch of the per-image stages yields) and ``outliers/``
    (the detectors, their shared neighbour search, scoring) — what is computed.
 4. ``pipeline.py`` and ``annotations.py`` (the two concept sources) and ``fingerprint.py``
    (whether a finished run can be reused) — which join the stages into a run.
@@ -22,7 +23,7 @@ nothing here imports ``subsets`` or anything above it.
 
 from ..registry import CONCEPT_SOURCES
 from .annotations import AnnotationConcepts
-from .outliers.detectors import IsolationForestOutliers, KnnDistanceOutliers, LocalOutlierFactorOutliers
+from .outliers import IsolationForestOutliers, KnnDistanceOutliers, LocalOutlierFactorOutliers
 from .pipeline import MiningPipeline
 from .runtime.cache import ItemCache, StageCache
 from .stages.captioning import BlipCaptioner, Qwen2VLCaptioner

@@ -1,10 +1,11 @@
 """The mining pipeline: info pickle → frames → 2D boxes → crops → embeddings → outliers →
 captions → concept groups, each stage a config-built component.
 
-Per-image stages (detection, embedding, captioning) are independent per frame and cached
-per frame / crop (``cache.ItemCache``), so a killed run resumes and a re-run with only a new
-vocabulary or threshold reuses them. Global stages (outliers, concepts) are pure functions of
-the gathered tables and always recomputed: they take seconds.
+Per-image stages (detection, embedding, captioning; ``stages/batches.py`` computes a batch)
+are independent per frame and cached per frame / crop (``cache.ItemCache``), so a killed run
+resumes and a re-run with only a new vocabulary or threshold reuses them. Global stages
+(outliers, concepts) are pure functions of the gathered tables and always recomputed: they
+take seconds.
 
 An executor (``executors``) schedules the per-image stages: every batch in this process, or
 batch ``k`` on rank ``k % world_size`` of a torchrun job, with the global stages on rank 0
@@ -18,8 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -29,30 +29,19 @@ from mmengine.config import Config
 from tqdm import tqdm
 
 from ..registry import CAPTIONERS, DETECTORS_2D, EMBEDDERS, FRAME_SOURCES, OUTLIER_DETECTORS, build_component
-from .contracts import (
-    CAPTION_SCHEMA,
-    CROP_SCHEMA,
-    EMBEDDINGS_FILE,
-    FRAME_SCHEMA,
-    MANIFEST_FILE,
-    Frame,
-    concept_table,
-    crop_record,
-    frame_record,
-    rows_to_table,
-    run_manifest,
-)
+from .contracts import CAPTION_SCHEMA, EMBEDDINGS_FILE, MANIFEST_FILE, run_manifest
 from .models.identity import result_identity
 from .models.model_loading import check_available, component_config
-from .outliers.scoring import combine_outlier_flags, row_groups, score_outlier_groups
+from .outliers.scoring import outlier_columns
 from .runtime.assembly import crops_from_cache, frame_skips, frames_table_from_cache, write_mining_tables
 from .runtime.atomic_files import remove_partial_outputs, write_json_atomic
 from .runtime.cache import CACHE_DIR, ITEM_POSITION, ItemCache
 from .runtime.executors import LocalExecutor
-from .runtime.images import decode_image, image_digest, prefetched
+from .runtime.images import image_digest, last_image_reader, prefetched
 from .runtime.run_record import StageTimer, package_versions, plain_config, table_counts
-from .stages.concepts import ConceptVocabulary, assign_groups, top_concepts, validate_text_weight
-from .stages.crops import cut_crops
+from .runtime.run_state import CaptionPlan, MiningRun
+from .stages.batches import caption_batch, detect_and_embed_batch
+from .stages.concepts import ConceptVocabulary, concepts_of_crops, validate_text_weight
 
 logger = logging.getLogger('conceptminer3d.mining')
 
@@ -60,32 +49,6 @@ logger = logging.getLogger('conceptminer3d.mining')
 # shards of about this many frames / crops, so a big run leaves tens of files, not 100,000s.
 CACHE_SHARD_FRAMES = 4096
 CACHE_SHARD_CROPS = 65536
-
-
-@dataclass
-class MiningRun:
-    """What one run knows once its frames are read, handed from stage to stage (the pipeline
-    itself keeps only its configuration, its models and the run's counters)."""
-
-    frames: List[Frame]
-    threads: int  # torch intra-op threads the models run with
-    image_digests: Dict[str, str] = field(default_factory=dict)  # frame id -> image content digest
-    detection_cache: Optional[ItemCache] = None  # detect_and_embed's; its key is part of the captions'
-
-    @property
-    def frame_paths(self) -> Dict[Tuple[str, str], str]:
-        return {(f.sample_token, f.camera): f.img_path for f in self.frames}
-
-
-@dataclass
-class CaptionPlan:
-    """The captions a run needs (decided by the main rank, shared with every rank)."""
-
-    cache: Optional[ItemCache]  # None: captions off
-    selected_items: List[str]  # every caption-selected crop's cache item, in table order (main rank)
-    todo: Optional[pa.Table]  # the crops no cache shard holds, sorted by frame
-    todo_items: List[str]
-    first_shard: int
 
 
 class MiningPipeline:
@@ -194,54 +157,6 @@ class MiningPipeline:
             crops=plain_config(self.cfg.crops),
         )
 
-    def _process_batch(self, frames: Sequence[Frame], decoded) -> tuple:
-        crops_cfg = self.cfg.crops
-        keep_classes = set(crops_cfg.get('yolo_classes') or [])
-        images = [img for img, _ in decoded if img is not None]
-        start = time.perf_counter()
-        detections = self.detector.detect(images) if images else []
-        self.timer.add('detect', time.perf_counter() - start, len(images))
-        names = self.detector.class_names
-        frame_rows, crop_rows, regions = [], [], []
-        det_iter = iter(enumerate(detections))
-        for frame, (image, status) in zip(frames, decoded):
-            row = frame_record(frame, status)
-            frame_rows.append(row)
-            if image is None:
-                logger.warning('skipping %s image %s', status, frame.img_path)
-                continue
-            position, det = next(det_iter)
-            height, width = image.shape[:2]
-            cut = cut_crops((width, height), det, names, crops_cfg.padding, crops_cfg.min_size, keep_classes)
-            row.update(
-                width=width,
-                height=height,
-                num_detections=len(det),
-                num_filtered=cut.num_filtered,
-                num_too_small=cut.num_too_small,
-                num_crops=len(cut.crops),
-            )
-            for crop in cut.crops:
-                k = crop.detection
-                crop_rows.append(
-                    crop_record(
-                        frame, crop.index, det.boxes_xyxy[k], crop.box, det.labels[k], crop.class_name, det.scores[k]
-                    )
-                )
-                regions.append((position, crop.box))
-        start = time.perf_counter()
-        embeddings = (
-            self.embedder.encode_regions(images, regions)
-            if regions
-            else np.zeros((0, self.embedder.embedding_dim), np.float32)
-        )
-        self.timer.add('embed', time.perf_counter() - start, len(regions))
-        return (
-            rows_to_table(frame_rows, FRAME_SCHEMA),
-            rows_to_table(crop_rows, CROP_SCHEMA),
-            np.asarray(embeddings, dtype=np.float32),
-        )
-
     def detect_and_embed(self, run: MiningRun) -> str:
         """Detections, crops and embeddings of every frame, on every rank: cached per frame (by
         its id and image content), computed for the frames no shard holds, in batches of
@@ -276,7 +191,9 @@ class MiningPipeline:
             work = [batches[k] for k in mine]
             decoding = prefetched([[frames[i] for i in b] for b in work], self.cfg.get('decode_workers'))
             for k, positions, decoded in zip(mine, work, decoding):
-                frame_table, crop_table, embeddings = self._process_batch([frames[i] for i in positions], decoded)
+                frame_table, crop_table, embeddings = detect_and_embed_batch(
+                    self.detector, self.embedder, [frames[i] for i in positions], decoded, self.cfg.crops, self.timer
+                )
                 # Which of the shard's items (frames) each crop row belongs to.
                 owner = np.repeat(np.arange(len(positions)), frame_table.column('num_crops').to_numpy())
                 crop_table = crop_table.append_column(ITEM_POSITION, pa.array(owner, pa.int64()))
@@ -311,17 +228,15 @@ class MiningPipeline:
     def find_outliers(self, crops: pa.Table, embeddings: np.ndarray) -> pa.Table:
         start = time.perf_counter()
         n = len(embeddings)
-        groups = row_groups(crops.column('yolo_class') if self.cfg.outliers.get('per_class', False) else None, n)
-        min_crops = int(self.cfg.outliers.get('min_crops', 10))
-        scores, flags, too_small = score_outlier_groups(self.outlier_detectors, embeddings, groups, min_crops)
+        outliers = self.cfg.outliers
+        min_crops = int(outliers.get('min_crops', 10))
+        crops, too_small = outlier_columns(
+            crops, embeddings, self.outlier_detectors, outliers.get('per_class', False), min_crops, outliers.combine
+        )
         for group in too_small:
             self.skips['outlier_groups_too_small'] += 1
             logger.warning('outliers: fewer than min_crops=%d crops in group %r; not scored', min_crops, group)
-        combined = combine_outlier_flags(flags, rule=self.cfg.outliers.combine) if n else np.zeros(0, bool)
-        for name in self.outlier_detectors:
-            crops = crops.append_column(f'outlier_score_{name}', pa.array(scores[name], pa.float32()))
-            crops = crops.append_column(f'is_outlier_{name}', pa.array(flags[name]))
-        crops = crops.append_column('is_outlier', pa.array(combined, pa.bool_()))
+        combined = crops.column('is_outlier').to_numpy(zero_copy_only=False)
         select = self.cfg.caption_selection
         hint_classes = pa.array(list(select.get('yolo_classes') or []), pa.string())
         by_class = pc.is_in(crops.column('yolo_class'), value_set=hint_classes).to_numpy(zero_copy_only=False)
@@ -402,36 +317,18 @@ class MiningPipeline:
         self._set_threads()
         num_batches = -(-todo.num_rows // batch_size)
         mine = list(self.executor.assign(num_batches))
-        frame_key, image = None, None
-        frame_paths = run.frame_paths
+        frame_image = last_image_reader(run.frame_paths)
         show = self.progress and self.executor.is_main
         bar = tqdm(total=todo.num_rows, desc='captions', unit='crop', disable=not show)
         for j in mine:
             positions = range(j * batch_size, min((j + 1) * batch_size, todo.num_rows))
             batch = todo.slice(positions.start, len(positions)).to_pylist()
             bar.update(len(batch) * self.executor.world_size)
-            kept, crops = [], []
-            for position, r in zip(positions, batch):
-                if (r['sample_token'], r['camera']) != frame_key:
-                    frame_key = (r['sample_token'], r['camera'])
-                    image, _ = decode_image(frame_paths[frame_key])
-                if image is None:  # readable when detected, gone or broken since: a counted skip
-                    self.skips['caption_images_unreadable'] += 1
-                    continue
-                kept.append((position, r))
-                crops.append(image.crop((r['crop_x1'], r['crop_y1'], r['crop_x2'], r['crop_y2'])))
-            if not crops:
-                continue
-            t0 = time.perf_counter()
-            texts = self.captioner.caption(crops)
-            self.timer.add('caption', time.perf_counter() - t0, len(crops))
-            t0 = time.perf_counter()
-            text_emb = self.embedder.encode_texts([t if t.strip() else '(empty)' for t in texts])
-            self.timer.add('caption_text_embed', time.perf_counter() - t0, len(texts))
-            table = pa.table({'crop_id': [r['crop_id'] for _, r in kept], 'caption': texts}, schema=CAPTION_SCHEMA)
-            cache.save_items(
-                first_shard + j, [items[p] for p, _ in kept], dict(captions=table), np.asarray(text_emb, np.float32)
-            )
+            kept, table, text_emb = caption_batch(self.captioner, self.embedder, batch, frame_image, self.timer)
+            if len(kept) < len(batch):  # readable when detected, gone or broken since: a counted skip
+                self.skips['caption_images_unreadable'] += len(batch) - len(kept)
+            if kept:
+                cache.save_items(first_shard + j, [items[positions[p]] for p in kept], dict(captions=table), text_emb)
         bar.close()
 
     # -- stage 6: concepts --------------------------------------------------------------------
@@ -439,20 +336,16 @@ class MiningPipeline:
         start = time.perf_counter()
         concept_emb = np.asarray(self.embedder.encode_texts(self.vocabulary.prompts()), np.float32)
         selected = captions if self.captions_on else crops.filter(crops.column('caption_selected'))
-        rows_idx = pc.index_in(selected.column('crop_id'), value_set=crops.column('crop_id')).to_numpy()
-        rows_idx = rows_idx.astype(np.int64, copy=False)
-        order, values, weights, agreement = top_concepts(
+        table = concepts_of_crops(
+            crops,
             embeddings,
-            rows_idx,
+            selected.column('crop_id'),
             caption_emb if self.captions_on else None,
             concept_emb,
+            self.vocabulary,
             self.weight_text,
             int(self.cfg.concepts.get('top_k', 5)),
         )
-        top_names = np.asarray(self.vocabulary.concepts, dtype=object)[order]
-        keys = crops.take(pa.array(rows_idx))
-        groups = assign_groups(top_names[:, 0], self.vocabulary)
-        table = concept_table(keys, top_names, values, weights, agreement, groups)
         self.timer.add('concepts', time.perf_counter() - start, table.num_rows)
         return table
 

@@ -19,10 +19,11 @@ from scipy import sparse
 
 from ..mining.contracts import CROPS_FILE
 from ..mining.stages.frames import load_info_pickle
+from ..subsets.baselines import select_random
 from ..subsets.coverage import SqrtCoverage
 from ..subsets.evaluation import mined_train_pickle
 from ..subsets.listed import check_subset_name, write_listed_subset
-from ..subsets.selection import REASON_RANDOM, select_random
+from ..subsets.selection import REASON_RANDOM
 from .crop_search import MiningRunEmbeddings
 from .index import ExactCropIndex, top_k_rows
 

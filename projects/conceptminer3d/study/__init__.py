@@ -1,7 +1,7 @@
 """The training study, evidence for the mined subsets (``tools/benchmark.py``): train and
 validate arms (training sets) × seeds through the same code as ``tools/train.py``, or collect
 finished runs, and compare them class by class, rarest first. (How fast mining runs is
-``speed_benchmarks``, ``tools/benchmark_mining.py``; how many rare objects a subset holds,
+the package ``conceptminer3d_benchmarks``, ``tools/benchmark_mining.py``; how many rare objects a subset holds,
 without training, ``subsets.evaluation``, ``tools/evaluate_selection.py``.)
 
 One concept per module: ``arms`` (arm → config), ``schedule`` (iteration- or epoch-matched),

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from ..subsets import subset_paths
-from ..subsets.evaluation import instance_kept
+from ..subsets.train_labels import instance_kept
 
 __all__ = ['class_names', 'count_instances', 'train_datasets', 'train_set_stats']
 

@@ -5,6 +5,7 @@ Built on the mining package's tables (``mining.contracts``); the mining package 
 this one. ``conceptminer3d.apis.build_subsets_from_config`` joins the two.
 """
 
+from .baselines import select_coreset, select_random
 from .builder import (
     SUBSET_DIR,
     SUBSET_MANIFEST,
@@ -18,7 +19,7 @@ from .builder import (
     write_subset,
 )
 from .coverage import SqrtCoverage
-from .selection import SubsetSpec, select_coreset, select_mined, select_random
+from .selection import SubsetSpec, select_mined
 
 __all__ = [
     'SUBSET_DIR',

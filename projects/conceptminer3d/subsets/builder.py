@@ -39,20 +39,9 @@ from ..mining.contracts import (
 )
 from ..mining.runtime.atomic_files import write_json_atomic, write_pickle_atomic
 from ..mining.stages.frames import load_info_pickle
-from .selection import (
-    REASON_CORESET,
-    REASON_RANDOM,
-    Selection,
-    SubsetSpec,
-    embedding_clusters,
-    rarity_weights_of_counts,
-    sample_embeddings,
-    select_coreset,
-    select_mined,
-    select_random,
-    target_evidence,
-    target_scores,
-)
+from .baselines import sample_embeddings, select_coreset, select_random
+from .evidence import embedding_clusters, rarity_weights_of_counts, target_evidence, target_scores
+from .selection import REASON_CORESET, REASON_RANDOM, Selection, SubsetSpec, select_mined
 
 SUBSET_DIR = 'subsets'
 SUBSET_MANIFEST = 'subset_manifest.json'

@@ -19,6 +19,8 @@ rare classes together and for the vocabulary's Target classes together:
 - where the caller knows the world's camera distractors (``decoys``, e.g. from a toy world's
   ``toy_world.json``): the Target slots whose sample holds no 3D box of the slot's concept,
   by the distractor that was there instead.
+
+The boxes are counted in ``train_labels``; the tables and the plot are ``evaluation_display``'s.
 """
 
 from __future__ import annotations
@@ -35,20 +37,17 @@ from ..mining.contracts import FRAMES_FILE, GROUP_TARGET, MANIFEST_FILE
 from ..mining.runtime.atomic_files import write_json_atomic
 from ..mining.stages.frames import load_info_pickle
 from .builder import SUBSET_DIR, SUBSET_MANIFEST, subset_manifest_path, subset_names, subset_paths
-from .coverage import SqrtCoverage, sqrt_coverage_value
-from .selection import REASON_RANDOM, REASON_TARGET, rarity_weights
+from .evidence import rarity_weights
+from .selection import REASON_RANDOM, REASON_TARGET
+from .train_labels import TrainLabels, label_counts
 
 __all__ = [
     'NoLabelsError',
     'RARE_CLASSES',
     'SELECTION_EVAL_FILE',
     'evaluate_selection',
-    'format_selection_table',
-    'instance_kept',
     'is_current',
-    'label_counts',
     'mined_train_pickle',
-    'plot_selection_eval',
 ]
 
 SELECTION_EVAL_FILE = 'selection_eval.json'
@@ -58,34 +57,6 @@ _MINED_NAME = re.compile(r'^random(\d+)_target(\d+)(?:_|$)')
 
 class NoLabelsError(ValueError):
     """The train pickle holds no 3D boxes (a test split, or a pickle made without annotations)."""
-
-
-def instance_kept(instance: Mapping, use_valid_flag: bool) -> bool:
-    """Whether ``NuScenesDataset`` keeps a box for training (its ``parse_ann_info``)."""
-    if use_valid_flag:
-        return bool(instance.get('bbox_3d_isvalid'))
-    return instance.get('num_lidar_pts', 0) > 0
-
-
-def label_counts(infos: Mapping, use_valid_flag: bool = True) -> Tuple[List[str], np.ndarray, np.ndarray]:
-    """Per train sample, its 3D boxes per class.
-
-    Returns:
-        (classes in label order, (n, C) counts of the boxes training keeps, (n, C) counts of
-        every annotated box, with or without lidar points: what the cameras could show).
-    """
-    categories = (infos.get('metainfo') or {}).get('categories') or {}
-    classes = [name for name, _ in sorted(categories.items(), key=lambda item: item[1])]
-    column = {int(label): k for k, (_, label) in enumerate(sorted(categories.items(), key=lambda item: item[1]))}
-    kept = np.zeros((len(infos['data_list']), len(classes)), np.int64)
-    every = np.zeros_like(kept)
-    for i, info in enumerate(infos['data_list']):
-        for instance in info.get('instances') or []:
-            k = column.get(int(instance.get('bbox_label_3d', -1)))
-            if k is not None:
-                every[i, k] += 1
-                kept[i, k] += instance_kept(instance, use_valid_flag)
-    return classes, kept, every
 
 
 def _spread(values: np.ndarray) -> dict:
@@ -105,72 +76,6 @@ def _entropy_bits(instances: np.ndarray) -> float:
     total = instances.sum()
     p = instances[instances > 0] / total if total else np.zeros(0)
     return round(float(-(p * np.log2(p)).sum()), 4)
-
-
-class _TrainSet:
-    """The train set as the measure sees it: boxes per sample, scenes, and the label objective."""
-
-    def __init__(self, kept: np.ndarray, scene_of: Sequence[str], objective_columns: List[int], weights: np.ndarray):
-        self.kept = kept
-        self.n, self.num_classes = kept.shape
-        _, self.scene_id = np.unique(np.asarray(scene_of, dtype=object), return_inverse=True)
-        order = np.argsort(self.scene_id, kind='stable')
-        bounds = np.flatnonzero(np.diff(self.scene_id[order])) + 1
-        self.scenes = np.split(order, bounds) if self.n else []
-        self.objective_columns = objective_columns
-        self.weights = weights
-
-    def measure(self, rows: np.ndarray) -> Dict[str, np.ndarray]:
-        """Per class: instances, samples holding it and scenes holding it, among ``rows``."""
-        held = self.kept[rows]
-        has = held > 0
-        pairs = np.unique((self.scene_id[rows][:, None] * self.num_classes + np.arange(self.num_classes))[has])
-        return dict(
-            instances=held.sum(axis=0),
-            samples=has.sum(axis=0),
-            scenes=np.bincount(pairs % self.num_classes, minlength=self.num_classes),
-        )
-
-    def value(self, rows: np.ndarray) -> float:
-        return sqrt_coverage_value(self.kept[rows][:, self.objective_columns].sum(axis=0), self.weights)
-
-    def whole_scenes(self, rows: np.ndarray) -> bool:
-        chosen = np.zeros(self.n, bool)
-        chosen[rows] = True
-        return all(chosen[s].all() or not chosen[s].any() for s in self.scenes)
-
-    def draw(self, rng: np.random.Generator, size: int, unit: str) -> np.ndarray:
-        """A uniform random subset of ``size`` samples, or of whole scenes up to ``size`` (a
-        scene that would overshoot is passed over once one is taken, as the subsets' scene mode
-        does)."""
-        if unit == 'sample':
-            return rng.choice(self.n, size=size, replace=False)
-        taken, got = [], 0
-        for s in rng.permutation(len(self.scenes)):
-            if got >= size:
-                break
-            if got and got + len(self.scenes[s]) > size:
-                continue
-            taken.append(self.scenes[s])
-            got += len(self.scenes[s])
-        return np.concatenate(taken) if taken else np.zeros(0, np.int64)
-
-    def oracle(self, budget: int, unit: str, fixed: np.ndarray, seed: int) -> np.ndarray:
-        """The greedy best ``budget`` samples (or whole scenes) by the label objective, chosen
-        beside the ``fixed`` samples."""
-        members = [np.array([i]) for i in range(self.n)] if unit == 'sample' else self.scenes
-        is_fixed = np.zeros(self.n, bool)
-        is_fixed[fixed] = True
-        free = [m for m in members if not is_fixed[m].any()]
-        columns = self.objective_columns
-        evidence = np.array([self.kept[m][:, columns].sum(axis=0) for m in free], np.float64).reshape(-1, len(columns))
-        fit = SqrtCoverage(budget, self.weights, overshoot_first=unit == 'scene').fit(
-            evidence,
-            costs=np.array([len(m) for m in free], np.float64),
-            tie_order=np.random.default_rng(seed).permutation(len(free)),
-            initial_totals=self.kept[fixed][:, columns].sum(axis=0),
-        )
-        return np.concatenate([fixed, *(free[k] for k in fit.ranking_)]).astype(np.int64)
 
 
 def _subset_rows(path: str, position: Mapping[str, int], train_pkl: str) -> np.ndarray:
@@ -197,7 +102,7 @@ def _vocabulary(mining_dir: str, classes: Sequence[str]) -> Tuple[List[str], Dic
 
 
 def _summaries(
-    train: _TrainSet, rows: np.ndarray, draws: List[np.ndarray], totals: np.ndarray, groups: Dict[str, List[int]]
+    train: TrainLabels, rows: np.ndarray, draws: List[np.ndarray], totals: np.ndarray, groups: Dict[str, List[int]]
 ) -> dict:
     """Per class and per group of classes: the subset's numbers against the random draws'."""
     mine = train.measure(rows)
@@ -380,7 +285,7 @@ def evaluate_selection(
     # class by -ln(its share of the boxes), the same rule on the labels.
     label_weights = rarity_weights(c for k, c in enumerate(classes) for _ in range(int(totals[k])))
     weights = np.array([label_weights[classes[k]] for k in objective_columns])
-    train = _TrainSet(kept, scene_of, objective_columns, weights)
+    train = TrainLabels(kept, scene_of, objective_columns, weights)
     groups = {classes[k]: [k] for k in order}
     groups['rare'] = rare
     if target:
@@ -450,95 +355,3 @@ def evaluate_selection(
     if out_file:
         write_json_atomic(result, os.path.join(mining_dir, out_file))
     return result
-
-
-def _cell(entry: Mapping) -> str:
-    ratio = f'{entry["ratio"]:.2f}x' if entry['ratio'] is not None else '-'
-    return f'{entry["value"]} ({ratio}, p{entry["percentile"]:.0f})'
-
-
-def format_selection_table(result: Mapping) -> str:
-    """The evaluation as terminal tables: one row per subset, then rare and Target classes by subset."""
-    rows = [
-        (
-            'subset',
-            'unit',
-            'samples',
-            'rare instances (x random, percentile)',
-            'random 95%',
-            'oracle',
-            'of oracle value',
-            'entropy (random)',
-            'Target slots: real / false (poster, look-alike, other)',
-        )
-    ]
-    for name, s in result['subsets'].items():
-        rare = s['groups']['rare']['instances']
-        fp = s['false_positives']
-        rows.append(
-            (
-                name,
-                s['unit'],
-                str(s['samples']),
-                _cell(rare),
-                f'{rare["random"]["low"]:.0f}-{rare["random"]["high"]:.0f}',
-                str(s['oracle']['rare_instances']),
-                f'{s["oracle"]["share_of_value"]:.2f}' if s['oracle']['share_of_value'] is not None else '-',
-                f'{s["entropy"]["value"]:.2f} ({s["entropy"]["random_mean"]:.2f})',
-                (
-                    f'{fp["real"]} / {fp["false_positive"]} ({fp["poster"]}, {fp["lookalike"]}, {fp["other"]})'
-                    + (f', {fp["unchecked"]} unchecked' if fp['unchecked'] else '')
-                    if fp and fp['slots']
-                    else '-'
-                ),
-            )
-        )
-    shown = list(dict.fromkeys(result['rare_classes'] + result['target_classes']))
-    names = list(result['subsets'])
-    per_class = [('class (train instances)', *names)]
-    for c in shown + ['rare'] + (['target'] if result['target_classes'] else []):
-        total = result['train']['instances'].get(c)
-        label = f'{c} ({total})' if total is not None else c
-        per_class.append((label, *(_cell(result['subsets'][n]['groups'][c]['instances']) for n in names)))
-    return (
-        f'Rare classes (the {len(result["rare_classes"])} least frequent): {", ".join(result["rare_classes"])}; '
-        f'Target classes: {", ".join(result["target_classes"]) or "none"}; {result["draws"]} random draws per subset\n'
-        + _text_table(rows)
-        + '\n\n3D instances per class (x random mean, percentile among the draws)\n'
-        + _text_table(per_class)
-    )
-
-
-def _text_table(rows: List[Sequence[str]]) -> str:
-    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    lines = ['  '.join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, '  '.join('-' * w for w in widths))
-    return '\n'.join(lines)
-
-
-def plot_selection_eval(result: Mapping, path: str) -> str:
-    """Rare-class instances per subset against random's 95% interval and the oracle's."""
-    import matplotlib
-
-    matplotlib.use('Agg')  # no display on training machines
-    import matplotlib.pyplot as plt
-
-    names = list(result['subsets'])
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(names) + 2), 4.0))
-    for x, name in enumerate(names):
-        s = result['subsets'][name]
-        rare = s['groups']['rare']['instances']
-        ax.bar(x, rare['value'], 0.6, color='tab:blue')
-        ax.plot([x - 0.35, x + 0.35], [rare['random']['mean']] * 2, color='black', linewidth=1)
-        ax.fill_between([x - 0.35, x + 0.35], rare['random']['low'], rare['random']['high'], color='grey', alpha=0.3)
-        ax.plot(x, s['oracle']['rare_instances'], marker='*', color='tab:orange', markersize=10)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=25, ha='right')
-    ax.set_ylabel(f'3D instances of {", ".join(result["rare_classes"])}')
-    ax.set_title(
-        'Rare-class instances: subset (bar), random draws (mean, 95% band), label oracle (star)', fontsize='medium'
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

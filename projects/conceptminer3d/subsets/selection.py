@@ -1,28 +1,28 @@
-"""Which train samples go into a mined subset: "Random r% + Target t%", and its baselines.
+"""Which train samples go into a mined subset: "Random r% + Target t%".
 
 Pure functions of the mining tables and the train pickle's sample list, seeded, so the
-same inputs and seed always give the same subset.
+same inputs and seed always give the same subset. What the Target slots are chosen by is
+``evidence``'s; the random and coreset baselines are ``baselines``'.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import sparse
 
 from ..mining.contracts import GROUP_RARE, GROUP_TARGET
 from .coverage import SqrtCoverage
+from .evidence import ConceptEvidence
 
 REASON_TARGET, REASON_RARE, REASON_FILL, REASON_RANDOM = 'target', 'rare_topup', 'fill_topup', 'random'
 REASON_CORESET = 'coreset'  # the coreset baseline's samples (no manifest of their own)
 UNITS = ('sample', 'scene')
 SELECTIONS = ('coverage', 'ranked', 'uniform')
-_CHUNK = 1 << 16  # crop embeddings summed per step
 
 
 @dataclass(frozen=True)
@@ -118,156 +118,6 @@ class Selection:
     # ranked: (concept, its score); coverage: (the concept that gave most of the pick's gain, the gain)
     chosen_by: Dict[int, Tuple[str, float]] = field(default_factory=dict)
     coverage: dict = field(default_factory=dict)  # coverage: the objective's value, gains, per concept
-
-
-@dataclass(frozen=True)
-class ConceptEvidence:
-    """What ``selection='coverage'`` maximises over (``target_evidence`` builds it).
-
-    Attributes:
-        matrix: (train samples, features) sparse evidence: a feature is a target concept (the
-            summed scores of its Target crops in the sample) or one cluster of its crops.
-        weights: ``w_f`` per feature.
-        concepts: the concept of each feature.
-        clusters: -1 for a concept's own feature, else the cluster's index within the concept.
-    """
-
-    matrix: sparse.csr_matrix
-    weights: np.ndarray
-    concepts: Tuple[str, ...]
-    clusters: Tuple[int, ...]
-
-
-def _draw(rng: np.random.Generator, pool: Sequence, k: int) -> List:
-    pool = sorted(pool)
-    k = min(k, len(pool))
-    return [pool[i] for i in sorted(rng.choice(len(pool), size=k, replace=False))] if k else []
-
-
-def rarity_weights(top_concepts: Iterable[str]) -> Dict[str, float]:
-    """concept → ``-ln(share)``, its share among the mined crops' top concepts.
-
-    The surprisal of the concept, rather than ``1 / share``: it grows slowly enough that the
-    crop's own confidence still counts. Among 10k crops, ``1 / share`` weighs a concept seen
-    once 10× one seen ten times, so a single low-confidence (often mistaken) crop of it would
-    outrank every confident crop of the other; ``-ln`` weighs them 9.2 and 6.9. A concept that
-    is every mined crop weighs 0: there is no rarity to rank by, and the seeded draw decides.
-    """
-    return rarity_weights_of_counts(Counter(top_concepts))
-
-
-def rarity_weights_of_counts(counts: Mapping[str, int]) -> Dict[str, float]:
-    """``rarity_weights`` from the number of crops of each concept (concepts counted 0 left out)."""
-    counts = {str(c): int(k) for c, k in counts.items() if k}
-    total = sum(counts.values())
-    return {c: -math.log(k / total) for c, k in sorted(counts.items())}
-
-
-def target_scores(
-    crops: Iterable[Tuple[int, str, str, float]], weights: Dict[str, float]
-) -> Dict[int, Dict[str, float]]:
-    """Train position → {target concept: best ``top_score × weight`` of its crops there}.
-
-    Args:
-        crops: ``(train position, group, top_concept, top_score)`` of each mined crop; only
-            Target crops count.
-        weights: ``rarity_weights`` of all mined crops.
-    """
-    scores: Dict[int, Dict[str, float]] = {}
-    for i, group, concept, score in crops:
-        if group != GROUP_TARGET:
-            continue
-        # A negative similarity is no evidence at all; clipped, so that rarity can only raise a score.
-        value = max(float(score), 0.0) * weights[concept]
-        best = scores.setdefault(i, {})
-        best[concept] = max(best.get(concept, value), value)
-    return scores
-
-
-def target_evidence(
-    positions: Sequence[int],
-    concepts: Sequence[str],
-    scores: Sequence[float],
-    n: int,
-    weights: Dict[str, float],
-    clusters: Optional[Sequence[int]] = None,
-    diversity: float = 0.0,
-) -> ConceptEvidence:
-    """The coverage objective's evidence from the Target crops.
-
-    Args:
-        positions, concepts, scores: train position, top concept and top score of each Target
-            crop (parallel sequences). A negative similarity is no evidence (clipped to 0).
-        n: number of train samples.
-        weights: the concepts' rarity weights (``rarity_weights`` of every mined crop).
-        clusters: each crop's cluster within its concept (``embedding_clusters``), for the
-            diversity term.
-        diversity: weight of the cluster features relative to the concept's own. With ``K``
-            clusters, concept ``c`` contributes ``w_c·(√E_c + diversity·Σ_k √E_ck / √K)``:
-            its cluster term lies between ``√E_c / √K`` (all evidence in one cluster) and
-            ``√E_c`` (spread evenly), so ``diversity=1`` weighs spread as much as amount.
-
-    Returns:
-        ConceptEvidence: the same for any order of the crops (sums are taken in a canonical order).
-    """
-    positions = np.asarray(positions, np.int64)
-    concepts = np.asarray(concepts, dtype=object)
-    values = np.maximum(np.asarray(scores, np.float64), 0.0)
-    names = sorted(set(concepts.tolist()))
-    column = {c: k for k, c in enumerate(names)}
-    feature_concepts, feature_clusters = list(names), [-1] * len(names)
-    feature_weights = [weights[c] for c in names]
-    rows, cols, vals = [positions], [np.array([column[c] for c in concepts], np.int64)], [values]
-    if diversity and clusters is not None:
-        clusters = np.asarray(clusters, np.int64)
-        for c in names:
-            of_c = concepts == c
-            k = int(clusters[of_c].max()) + 1
-            offset = len(feature_concepts)
-            feature_concepts += [c] * k
-            feature_clusters += list(range(k))
-            feature_weights += [diversity * weights[c] / math.sqrt(k)] * k
-            rows.append(positions[of_c])
-            cols.append(offset + clusters[of_c])
-            vals.append(values[of_c])
-    rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
-    # Summed in (sample, feature, value) order: float sums then do not depend on the crops' order.
-    order = np.lexsort((vals, cols, rows))
-    matrix = sparse.coo_matrix((vals[order], (rows[order], cols[order])), shape=(n, len(feature_concepts))).tocsr()
-    return ConceptEvidence(
-        matrix, np.asarray(feature_weights, np.float64), tuple(feature_concepts), tuple(feature_clusters)
-    )
-
-
-DIVERSITY_CLUSTERS = 8  # clusters of crop embeddings per target concept, for the diversity term
-_CLUSTER_FIT_ROWS = 20_000  # k-means is fitted on at most this many crops of a concept (seeded draw)
-
-
-def embedding_clusters(embeddings, concepts: Sequence[str], seed: int, k: int = DIVERSITY_CLUSTERS) -> np.ndarray:
-    """Each crop's cluster among the crops of its concept: k-means (k-means++, seeded) on their
-    CLIP embeddings, fitted on up to ``_CLUSTER_FIT_ROWS`` of them. Rows must come in a
-    canonical order (the builder sorts by crop id) for the result not to depend on file order.
-
-    Args:
-        embeddings: (crops, d), row-aligned with ``concepts`` (may be a memmap slice).
-        concepts: each crop's top concept.
-        seed: k-means seed.
-        k: clusters per concept (fewer when a concept has fewer distinct crops).
-    """
-    from sklearn.cluster import KMeans
-
-    concepts = np.asarray(concepts, dtype=object)
-    out = np.zeros(len(concepts), np.int64)
-    for c in sorted(set(concepts.tolist())):
-        rows = np.flatnonzero(concepts == c)
-        x = np.asarray(embeddings[rows], np.float32)
-        distinct = len(np.unique(x, axis=0)) if len(x) <= k else k
-        if distinct < 2:
-            continue
-        fit_rows = np.random.default_rng(seed).permutation(len(x))[:_CLUSTER_FIT_ROWS]
-        model = KMeans(n_clusters=min(k, distinct), n_init=1, random_state=seed).fit(x[np.sort(fit_rows)])
-        out[rows] = model.predict(x)
-    return out
 
 
 def _attributed_picks(fit: SqrtCoverage, unit_evidence: sparse.csr_matrix, evidence: ConceptEvidence):
@@ -464,65 +314,3 @@ def select_mined(
             break
     take(list(units), n_random, REASON_RANDOM)
     return Selection(sorted(chosen), chosen, shortfall, chosen_by, coverage)
-
-
-def select_random(n: int, size: int, seed: int) -> List[int]:
-    """The random baseline: ``size`` samples uniformly, same seed."""
-    return _draw(np.random.default_rng(seed), range(n), size)
-
-
-def sample_embeddings(crop_positions: Sequence[int], crop_embeddings: np.ndarray, n: int) -> np.ndarray:
-    """One embedding per train sample: the L2-normalised mean of its crops' embeddings.
-
-    Args:
-        crop_positions: train position of each crop, row-aligned with ``crop_embeddings``.
-        crop_embeddings: (num_crops, d), as ``embeddings.npy``.
-        n: number of train samples.
-
-    Returns:
-        np.ndarray: float32 (n, d). A sample without a crop gets the centroid of the samples
-        that have one: the cameras saw nothing to describe it by, and the centroid is the point
-        nearest to all the others, so k-center greedy covers such samples last instead of
-        mistaking "no detection" for an unusual image.
-    """
-    positions = np.asarray(crop_positions, dtype=np.int64)
-    sums = np.zeros((n, crop_embeddings.shape[1] if crop_embeddings.ndim == 2 else 0))
-    # In chunks: the crops of a whole nuScenes run (millions, memory-mapped) never sit in memory at once.
-    for start in range(0, len(positions), _CHUNK):
-        rows = slice(start, start + _CHUNK)
-        np.add.at(sums, positions[rows], np.asarray(crop_embeddings[rows], dtype=np.float64))
-    has_crop = np.bincount(positions, minlength=n) > 0
-    norms = np.linalg.norm(sums, axis=1, keepdims=True)
-    out = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
-    if has_crop.any():
-        out[~has_crop] = out[has_crop].mean(axis=0)
-    return out.astype(np.float32)
-
-
-def select_coreset(embeddings: np.ndarray, size: int, seed: int) -> List[int]:
-    """k-center greedy (Sener & Savarese, 2018): ``size`` rows of ``embeddings`` such that the
-    farthest row from its nearest chosen row is as near as the greedy 2-approximation gets.
-    The first centre is drawn with ``seed``; each next one is the row farthest from the chosen
-    ones (the lowest index among equals). O(N·d) memory, O(N·d·size) time.
-
-    Returns:
-        list[int]: the chosen rows, ascending.
-    """
-    x = np.asarray(embeddings, dtype=np.float32)
-    n = len(x)
-    size = min(size, n)
-    if not size:
-        return []
-    sq_norms = np.einsum('ij,ij->i', x, x)
-    first = int(np.random.default_rng(seed).integers(n))
-    chosen = [first]
-    nearest = np.full(n, np.inf, dtype=np.float32)
-    centre = first
-    for _ in range(size - 1):
-        # squared distances, by the expansion: no (N, d) temporary per step
-        dist = sq_norms - 2.0 * (x @ x[centre]) + sq_norms[centre]
-        np.minimum(nearest, dist, out=nearest)
-        nearest[chosen[-1]] = -1.0  # chosen rows are never picked again, even at rounding error's distance
-        centre = int(np.argmax(nearest))
-        chosen.append(centre)
-    return sorted(chosen)

@@ -11,7 +11,8 @@ from typing import Dict, Tuple
 
 from ..runtime.hashing import file_sha256
 from .devices import RUNTIME_ARGS
-from .model_loading import OpenClipSource, check_available
+from .model_loading import check_available
+from .open_clip_models import OpenClipSource
 
 __all__ = ['content_digest', 'result_identity']
 _digests: Dict[Tuple[str, int, int], str] = {}

@@ -3,7 +3,8 @@
 :func:`score_outliers` fits, scores and flags in one pass per detector; the mining pipeline
 and the outlier benchmark both run it, so the benchmark times what the pipeline does.
 :func:`combine_outlier_flags` merges the detectors' flags (``union`` or majority ``vote``).
-:func:`score_outlier_groups` scores groups of rows (all crops, or each YOLO class) apart.
+:func:`score_outlier_groups` scores groups of rows (all crops, or each YOLO class) apart;
+:func:`outlier_columns` does all of it for the crops table.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import numbers
 from collections.abc import Mapping
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from sklearn.base import OutlierMixin
 
-from .detectors import fit_sharing_neighbours
+from .neighbour_detectors import fit_sharing_neighbours
 
-__all__ = ['combine_outlier_flags', 'row_groups', 'score_outlier_groups', 'score_outliers']
+__all__ = ['combine_outlier_flags', 'outlier_columns', 'row_groups', 'score_outlier_groups', 'score_outliers']
 
 
 def score_outliers(
@@ -29,8 +31,8 @@ def score_outliers(
     over the embeddings: what ``fit`` + ``score_samples`` + ``predict`` would compute in
     three. Neighbour detectors that agree on their search (LOF and kNN distance with the same
     reference, projection and seed, as by default) share one neighbour search
-    (:func:`~.outliers.fit_sharing_neighbours`). The mining pipeline and the outlier benchmark
-    both call this.
+    (:func:`~.neighbour_detectors.fit_sharing_neighbours`). The mining pipeline and the outlier
+    benchmark both call this.
 
     Args:
         detectors (Mapping[str, estimator]): Name -> detector of :mod:`.outliers`; each is
@@ -150,3 +152,19 @@ def row_groups(labels, n: int) -> dict[str, np.ndarray]:
         c: np.flatnonzero(pc.equal(labels, c).to_numpy(zero_copy_only=False))
         for c in sorted(pc.unique(labels).to_pylist())
     }
+
+
+def outlier_columns(
+    crops: pa.Table, embeddings, detectors: Mapping[str, OutlierMixin], per_class: bool, min_rows: int, combine: str
+) -> tuple[pa.Table, list[str]]:
+    """``crops`` with every detector's ``outlier_score_<name>`` and ``is_outlier_<name>``, then
+    the combined ``is_outlier`` (``combine``: ``union`` or ``vote``) appended; scored over all
+    crops, or each YOLO class apart (``per_class``). Also returns the groups too small to score."""
+    n = len(embeddings)
+    groups = row_groups(crops.column('yolo_class') if per_class else None, n)
+    scores, flags, too_small = score_outlier_groups(detectors, embeddings, groups, min_rows)
+    combined = combine_outlier_flags(flags, rule=combine) if n else np.zeros(0, bool)
+    for name in detectors:
+        crops = crops.append_column(f'outlier_score_{name}', pa.array(scores[name], pa.float32()))
+        crops = crops.append_column(f'is_outlier_{name}', pa.array(flags[name]))
+    return crops.append_column('is_outlier', pa.array(combined, pa.bool_())), too_small

@@ -7,7 +7,7 @@ import hashlib
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Deque, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Hashable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -57,6 +57,20 @@ def decode_array(frame: Frame) -> Tuple[Optional[np.ndarray], str]:
         return None, frame.status
     image, status = decode_image(frame.img_path)
     return (None if image is None else np.array(image)), status  # writable: torch takes it as is
+
+
+def last_image_reader(paths: Mapping[Hashable, str]) -> Callable[[Hashable], Optional[Image.Image]]:
+    """``key`` → the decoded image at ``paths[key]`` (None if it cannot be read), keeping the
+    last one decoded: for work sorted by image, each image is decoded once."""
+    last: dict = {}
+
+    def read(key):
+        if key not in last:
+            last.clear()
+            last[key] = decode_image(paths[key])[0]
+        return last[key]
+
+    return read
 
 
 def decode_batch(frames: Sequence[Frame]) -> List[Tuple[Optional[np.ndarray], str]]:

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ...registry import CAPTIONERS
 from ..models.devices import batch_size_for, resolve_device, resolve_dtype
-from ..models.model_loading import resolve_hf_model
+from ..models.hf_models import resolve_hf_model
 from .concepts import NUSCENES_CLASSES
 
 __all__ = ['TransformersCaptioner', 'Qwen2VLCaptioner', 'BlipCaptioner', 'DEFAULT_QWEN2VL_PROMPT']

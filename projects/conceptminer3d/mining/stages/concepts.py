@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ..contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET
+from ..contracts import GROUP_COMMON, GROUP_RARE, GROUP_TARGET, concept_table
 
 # The ten nuScenes detection classes, in mmdet3d's config order (the captioner's prompt
 # names them). The mining vocabulary is not derived from it: it is a user's list, written
@@ -150,3 +152,24 @@ def top_concepts(
 def assign_groups(top_concepts: Sequence[str], vocabulary: ConceptVocabulary) -> list:
     target, common = set(vocabulary.target), set(vocabulary.common)
     return [GROUP_TARGET if c in target else GROUP_RARE if c not in common else GROUP_COMMON for c in top_concepts]
+
+
+def concepts_of_crops(
+    crops: pa.Table,
+    embeddings: np.ndarray,
+    scored_ids: pa.Array,
+    caption_emb: Optional[np.ndarray],
+    concept_emb: np.ndarray,
+    vocabulary: ConceptVocabulary,
+    weight_text: TextWeight,
+    k: int,
+) -> pa.Table:
+    """The concept table (``contracts.CONCEPT_SCHEMA``) of the crops ``scored_ids`` names, in
+    that order: ``top_concepts`` of their image embeddings (rows of ``embeddings``, aligned with
+    ``crops``) and their caption embeddings (aligned with ``scored_ids``; None without
+    captions), and the group of each crop's top concept."""
+    rows = pc.index_in(scored_ids, value_set=crops.column('crop_id')).to_numpy().astype(np.int64, copy=False)
+    order, values, weights, agreement = top_concepts(embeddings, rows, caption_emb, concept_emb, weight_text, k)
+    top_names = np.asarray(vocabulary.concepts, dtype=object)[order]
+    groups = assign_groups(top_names[:, 0], vocabulary)
+    return concept_table(crops.take(pa.array(rows)), top_names, values, weights, agreement, groups)

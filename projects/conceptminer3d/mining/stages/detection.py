@@ -16,7 +16,7 @@ import torch
 
 from ...registry import DETECTORS_2D
 from ..models.devices import batch_size_for, resolve_device, resolve_dtype
-from ..models.model_loading import resolve_yolo_model
+from ..models.yolo_models import resolve_yolo_model
 
 __all__ = ['Detections', 'YoloDetector', 'keep_torch_threads']
 
@@ -72,7 +72,7 @@ class YoloDetector:
     Args:
         model: a checkpoint (``'models/yolov8l.pt'``, or a bare asset name found in
             ultralytics' weights directory) or an architecture yaml (``'yolov8l.yaml'``,
-            random weights, for timing runs). See ``model_loading.resolve_yolo_model``.
+            random weights, for timing runs). See ``yolo_models.resolve_yolo_model``.
         conf: minimum confidence.
         iou: NMS IoU threshold.
         max_det: at most this many boxes per image.

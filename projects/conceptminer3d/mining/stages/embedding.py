@@ -18,7 +18,7 @@ from torchvision.transforms import CenterCrop, Normalize, Resize, ToTensor
 
 from ...registry import EMBEDDERS
 from ..models.devices import batch_size_for, resolve_device, resolve_dtype
-from ..models.model_loading import resolve_open_clip_model
+from ..models.open_clip_models import resolve_open_clip_model
 
 __all__ = ['OpenClipEmbedder']
 
@@ -39,7 +39,7 @@ class OpenClipEmbedder:
             ``'hf-hub:<org>/<repo>'`` (from the Hugging Face cache).
         pretrained: with an architecture name: a tag (``'laion2b_s34b_b79k'``, from the
             cache), a local checkpoint file, or None for random weights (timing runs). Ignored
-            for directories and ``hf-hub:`` names. See ``model_loading.resolve_open_clip_model``.
+            for directories and ``hf-hub:`` names. See ``open_clip_models.resolve_open_clip_model``.
         batch_size: images (or texts) per forward pass; None: 64 on the CPU, 512 on a GPU.
         device: torch device string, or ``'auto'`` (see ``devices.resolve_device``).
         dtype: ``'auto'`` (half precision on a GPU, float32 on the CPU; see

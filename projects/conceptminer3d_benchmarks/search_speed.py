@@ -18,8 +18,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .search.index import BLOCK_ROWS, ExactCropIndex, IvfCropIndex
-from .speed_benchmarks import make_synthetic_embeddings
+from conceptminer3d.search.index import BLOCK_ROWS, ExactCropIndex, IvfCropIndex
+
+from .synthetic import make_synthetic_embeddings
 
 __all__ = ['SEARCH_METHODS', 'run_search_benchmark', 'write_synthetic_embeddings']
 

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from conceptminer3d.mining.runtime.atomic_files import write_npy_atomic
 from conceptminer3d.search.index import BLOCK_ROWS, ExactCropIndex, IvfCropIndex
 
 from .synthetic import make_synthetic_embeddings
@@ -36,11 +37,8 @@ def write_synthetic_embeddings(path: str, n_rows: int, n_queries: int, dim: int 
         return np.load(meta)
     rows, _ = make_synthetic_embeddings(n_rows + n_queries, dim=dim, outlier_fraction=0.0, seed=seed)
     queries = rows[n_rows:].copy()
-    tmp = f'{path}.tmp-{os.getpid()}.npy'
-    np.save(tmp, rows[:n_rows])
-    del rows
     np.save(meta, queries)
-    os.replace(tmp, path)
+    write_npy_atomic(rows[:n_rows], path)  # last: the pair is reused only once both are there
     return queries
 
 

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from ..mining.runtime.atomic_files import atomic_output
+
 MAP_CACHE = 'embedding_map.npz'
 
 
@@ -29,9 +31,8 @@ def embedding_map(report_dir: str, embeddings: np.ndarray, rows: np.ndarray, see
             if str(stored['key']) == key:
                 return stored['xy']
     xy = _tsne(points, seed)
-    tmp = f'{cache}.tmp-{os.getpid()}.npz'
-    np.savez(tmp, key=np.array(key), xy=xy)
-    os.replace(tmp, cache)
+    with atomic_output(cache, '.npz') as scratch:
+        np.savez(scratch, key=np.array(key), xy=xy)
     return xy
 
 

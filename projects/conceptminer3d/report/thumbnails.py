@@ -8,6 +8,7 @@ from typing import Dict, Sequence, Tuple
 
 from tqdm import tqdm
 
+from ..mining.runtime.atomic_files import atomic_output
 from ..mining.runtime.images import decode_image
 
 THUMB_DIR = 'thumbs'
@@ -44,9 +45,7 @@ def write_thumbnails(
         for name, box in wanted:
             thumb = image.crop(tuple(int(v) for v in box))
             thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
-            target = os.path.join(report_dir, name)
-            tmp = f'{target}.tmp-{os.getpid()}.jpg'
-            thumb.save(tmp, quality=THUMB_QUALITY)
-            os.replace(tmp, target)
+            with atomic_output(os.path.join(report_dir, name), '.jpg') as scratch:
+                thumb.save(scratch, quality=THUMB_QUALITY)
             counts['written'] += 1
     return counts

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from ..mining.runtime.atomic_files import write_json_atomic
 from .arms import BASELINE_ARM, GROUND_TRUTH_ARMS, arm_config
 from .metric_log import nuscenes_metrics
 from .retarget import mining_dir_under, mining_hooks, redirect_mining, retarget_data_root, set_dataset_version
@@ -139,13 +140,6 @@ def _read_record(path: str) -> Optional[dict]:
         return json.load(f)
 
 
-def _write_record(path: str, record: dict) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
-
-
 def train_and_validate(cfg: Config) -> Tuple[dict, int]:
     """``Runner.from_cfg(cfg).train()`` with its closing validation; the metrics it logged and
     the iterations it trained."""
@@ -181,7 +175,7 @@ def run_one(spec: StudySpec, arm: str, seed: int, schedule: Schedule) -> RunResu
         )
     if record is None or record.get('status') != 'done':
         os.makedirs(cfg.work_dir, exist_ok=True)
-        _write_record(record_path, dict(asked, status='running'))
+        write_json_atomic(dict(asked, status='running'), record_path)
         try:
             metrics, iterations = train_and_validate(cfg)
         except Exception as exc:
@@ -194,7 +188,7 @@ def run_one(spec: StudySpec, arm: str, seed: int, schedule: Schedule) -> RunResu
             train_set=train_set_stats(cfg),
             classes=class_names(cfg),
         )
-        _write_record(record_path, record)
+        write_json_atomic(record, record_path)
     return RunResult(
         arm=arm,
         seed=int(seed),

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 __all__ = [
     'DiskFullError',
     'Publication',
+    'atomic_output',
     'create_npy_memmap',
     'pid_alive',
     'publishing_directory',
@@ -84,12 +85,15 @@ def _is_disk_full(err: OSError, path: str, needed_bytes: int) -> bool:
 
 
 @contextlib.contextmanager
-def _publishing(path: str, scratch: str, needed_bytes: Optional[int]) -> Iterator[None]:
-    """Write ``scratch`` in the block, then rename it to ``path``; on failure remove it, and
-    turn a full disk into a ``DiskFullError``. ``needed_bytes`` None: a streamed write of
-    unknown size, reported as more than what was written when the disk filled."""
+def atomic_output(path: str, suffix: str = '', needed_bytes: Optional[int] = None) -> Iterator[str]:
+    """A scratch path beside ``path`` (``<path>.tmp-<pid><suffix>``: a suffix for writers that
+    insist on one, e.g. ``.npy``, ``.jpg``) to write in the block, then renamed to ``path``. On
+    failure the scratch file is removed, and a full disk becomes a ``DiskFullError``.
+    ``needed_bytes`` None: a streamed write of unknown size, reported as more than what was
+    written when the disk filled."""
+    scratch = f'{path}.tmp-{os.getpid()}{suffix}'
     try:
-        yield
+        yield scratch
         os.replace(scratch, path)
     except BaseException as err:
         written = os.path.getsize(scratch) if os.path.exists(scratch) else 0
@@ -101,28 +105,20 @@ def _publishing(path: str, scratch: str, needed_bytes: Optional[int]) -> Iterato
         raise
 
 
-def _scratch(path: str, suffix: str = '') -> str:
-    return f'{path}.tmp-{os.getpid()}{suffix}'
-
-
 def write_table_atomic(table: pa.Table, path: str) -> None:
-    scratch = _scratch(path)
-    with _publishing(path, scratch, table.nbytes):
+    with atomic_output(path, needed_bytes=table.nbytes) as scratch:
         pq.write_table(table, scratch)
 
 
 def write_npy_atomic(array: np.ndarray, path: str) -> None:
-    scratch = _scratch(path, '.npy')
-    with _publishing(path, scratch, np.asarray(array).nbytes):
+    with atomic_output(path, '.npy', np.asarray(array).nbytes) as scratch:
         np.save(scratch, array)
 
 
 def write_text_atomic(text: str, path: str) -> None:
     data = text.encode()
-    scratch = _scratch(path)
-    with _publishing(path, scratch, len(data)):
-        with open(scratch, 'wb') as f:
-            f.write(data)
+    with atomic_output(path, needed_bytes=len(data)) as scratch, open(scratch, 'wb') as f:
+        f.write(data)
 
 
 def write_json_atomic(obj, path: str) -> None:
@@ -130,10 +126,9 @@ def write_json_atomic(obj, path: str) -> None:
 
 
 def write_pickle_atomic(obj, path: str, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
-    scratch = _scratch(path)
-    with _publishing(path, scratch, None):  # streamed: a subset's GT database can be large
-        with open(scratch, 'wb') as f:
-            pickle.dump(obj, f, protocol=protocol)
+    # streamed: a subset's GT database can be large
+    with atomic_output(path) as scratch, open(scratch, 'wb') as f:
+        pickle.dump(obj, f, protocol=protocol)
 
 
 def create_npy_memmap(path: str, shape: Sequence[int], dtype) -> np.memmap:

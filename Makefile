@@ -55,7 +55,7 @@ BENCH_DATA := data/toy_benchmark
 BENCH_ARMS ?= full random20 mined20 mined20_annotations coreset20
 BENCH_ITER_ARMS ?= random20 mined20
 BENCH_SEEDS ?= 0 1 2
-BENCH_EPOCHS ?= 2
+BENCH_EPOCHS ?= 1
 benchmark: setup
 	test -f $(BENCH_DATA)/nuscenes_infos_val.pkl || $(PY) tools/make_toy_nuscenes.py --preset benchmark --out $(BENCH_DATA)
 	$(PY) tools/train_toy_mining_models.py --out data/toy_models_trained --eval-data-root $(BENCH_DATA)

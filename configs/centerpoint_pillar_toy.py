@@ -14,7 +14,9 @@ train_ann_file = 'nuscenes_infos_train.pkl'
 db_info_file = 'nuscenes_dbinfos_train.pkl'
 max_iters = 200
 batch_size = 2
-lr = 1e-3
+# 3e-3 rather than 1e-3: the full benchmark train set reaches the same val mAP in one CBGS pass
+# (1,125 iterations) as in two at 1e-3, which halves the study (docs/benchmarks.md).
+lr = 3e-3
 sweeps_num = 2  # the toy world records 2 lidar sweeps per 0.5 s (nuScenes: 9)
 
 class_names = _base_.class_names  # the stock ten nuScenes classes, in the stock order
@@ -99,7 +101,8 @@ param_scheduler = [
          end=max_iters),
 ]
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
+    # an iteration-based loop: validation metrics logged at their iteration, not at epoch 0
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', interval=max_iters, by_epoch=False, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False, window_size=10)
 randomness = dict(seed=0)

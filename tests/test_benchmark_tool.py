@@ -26,6 +26,7 @@ from conceptminer3d.study import (
     schedule_of,
 )
 from conceptminer3d.study.cli import QUICK_ITERS, main
+from conceptminer3d.study.metric_log import validation_curve
 from conceptminer3d_toy.quick import prepare_quick
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -302,7 +303,7 @@ def test_epoch_matched_study_with_an_iteration_matched_table(tmp_path, toy_model
     did, and full's epoch-matched runs stand for full in the second table."""
     work_dir = str(tmp_path / 'study')
     command = [sys.executable, os.path.join(REPO, 'tools', 'benchmark.py'), '--quick', '--epochs', '3',
-               '--arms', 'full', 'random20', '--iteration-matched', 'random20',
+               '--val-interval', '1', '--arms', 'full', 'random20', '--iteration-matched', 'random20',
                '--work-dir', work_dir, '--toy-models', os.path.dirname(toy_models['yolo'])]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -322,6 +323,13 @@ def test_epoch_matched_study_with_an_iteration_matched_table(tmp_path, toy_model
     assert second['schedule'] == {'iters': full_iters}
     assert done.stdout.count('Can this study tell data apart? Undecided') == 2  # one seed: no spread
     assert os.path.isfile(os.path.join(work_dir, 'benchmark_iteration_matched.png'))
+    # the learning curves: full validated after each of its epochs, the iteration-matched run
+    # (no interval of its own) once, at its last iteration; the last point is the run's result
+    full_curve = validation_curve(os.path.join(work_dir, 'full', 'seed0'))
+    assert [point['step'] for point in full_curve] == [1, 2, 3]
+    assert full_curve[-1]['mAP'] == pytest.approx(records[('full', '')]['metrics']['mAP'], abs=1e-12)
+    matched_curve = validation_curve(os.path.join(work_dir, 'iteration_matched', 'random20', 'seed0'))
+    assert [point['step'] for point in matched_curve] == [full_iters]
 
 
 def test_a_validation_interval_gives_a_learning_curve_and_keeps_the_last_validation():

@@ -107,6 +107,11 @@ def apply_schedule(cfg, schedule: Schedule, checkpoints: bool = True) -> None:
     if cfg.get('default_hooks') is None:
         cfg.default_hooks = dict()
     hooks = cfg.default_hooks
+    # LoggerHook stamps validation metrics with the epoch unless told otherwise, so every
+    # validation of an iteration-based run would be logged at step 0 and its curve lost
+    hooks['logger'] = dict(
+        hooks.get('logger') or dict(type='LoggerHook'), log_metric_by_epoch=schedule.unit == 'epochs'
+    )
     checkpoint = dict(hooks.get('checkpoint') or dict(type='CheckpointHook'))
     if not checkpoints:
         checkpoint.update(interval=-1, save_last=False)

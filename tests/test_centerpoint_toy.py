@@ -1,4 +1,5 @@
-"""The toy CenterPoint really trains on CPU and is evaluated by the stock NuScenesMetric."""
+"""The toy CenterPoint really trains on CPU and is evaluated by the devkit, through the stock
+NuScenesMetric's evaluation (VectorizedNuScenesMetric)."""
 
 import json
 import math

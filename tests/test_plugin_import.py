@@ -7,14 +7,22 @@ import sys
 
 import pytest
 
-HEAVY = ('mmdet3d.datasets', 'mmdet.models', 'mmengine.runner', 'conceptminer3d.datasets', 'conceptminer3d.hooks')
+HEAVY = (
+    'mmdet3d.datasets',
+    'mmdet.models',
+    'mmengine.runner',
+    'conceptminer3d.datasets',
+    'conceptminer3d.hooks',
+    'conceptminer3d.metrics',
+)
 
 FIND_TRAINING_MODULES = """
-from mmdet3d.registry import DATASETS, DATA_SAMPLERS, HOOKS
+from mmdet3d.registry import DATASETS, DATA_SAMPLERS, HOOKS, METRICS
 from mmengine.registry import init_default_scope
 init_default_scope('mmdet3d')
 found = [DATASETS.get('SubsetCBGSDataset'), DATASETS.get('SubsetNuScenesDataset'),
-         DATA_SAMPLERS.get('RareConceptSampler'), HOOKS.get('DataMiningHook')]
+         DATA_SAMPLERS.get('RareConceptSampler'), HOOKS.get('DataMiningHook'),
+         METRICS.get('VectorizedNuScenesMetric')]
 from mmengine.runner import checkpoint
 result['found'] = [f'{cls.__module__}.{cls.__name__}' for cls in found]
 result['checkpoint_torch'] = type(checkpoint.torch).__name__
@@ -32,6 +40,7 @@ EXPECTED = [
     'conceptminer3d.datasets.subset_nuscenes_dataset.SubsetNuScenesDataset',
     'conceptminer3d.samplers.rare_concept_sampler.RareConceptSampler',
     'conceptminer3d.hooks.data_mining_hook.DataMiningHook',
+    'conceptminer3d.metrics.nuscenes_metric.VectorizedNuScenesMetric',
 ]
 
 

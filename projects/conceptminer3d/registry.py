@@ -33,6 +33,7 @@ TRAINING_MODULES = (
     ('DATASETS', 'conceptminer3d.datasets', ('SubsetCBGSDataset', 'SubsetNuScenesDataset')),
     ('DATA_SAMPLERS', 'conceptminer3d.samplers', ('RareConceptSampler',)),
     ('HOOKS', 'conceptminer3d.hooks', ('DataMiningHook',)),
+    ('METRICS', 'conceptminer3d.metrics', ('VectorizedNuScenesMetric',)),
 )
 
 

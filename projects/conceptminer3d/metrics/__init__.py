@@ -1,0 +1,3 @@
+from .nuscenes_metric import VectorizedNuScenesMetric
+
+__all__ = ['VectorizedNuScenesMetric']

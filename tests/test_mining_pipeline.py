@@ -420,6 +420,7 @@ def test_per_class_outliers_and_blip_captions(toy_world, toy_models, mining_cfg,
 ABOVE_THE_STAGES = (
     'conceptminer3d.apis',
     'conceptminer3d.hooks',
+    'conceptminer3d.metrics',
     'conceptminer3d.launch',
     'conceptminer3d.report',
     'conceptminer3d.search',
